@@ -1,0 +1,150 @@
+"""Fan-out of tick batches to gRPC streams, each behind its own bounded queue.
+
+The feed never waits for a stream: ``Hub.publish`` only appends to each subscriber's queue.
+Slow-consumer policy (documented in the README): a stream whose queue holds more than its limit
+of ticks (STREAM_QUEUE_TICKS) is disconnected: its queue is dropped, its next read raises
+SlowConsumer and the RPC ends with RESOURCE_EXHAUSTED, counted in
+``bridge_stream_disconnects_total{reason="slow_consumer"}``. A client that reconnects starts from
+the latest tick, and sees from the seq numbers what it missed. Nothing is silently skipped on a
+stream that stays connected: it receives every tick in order.
+
+A conflating subscriber (StreamPrices with an update interval) keeps only the latest tick per
+symbol, so it can never overflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable
+
+from bridge import SlowConsumer
+from marketdata import wire
+
+
+class Subscriber:
+    """A stream's view of the feed: every batch of its symbols, in order, bounded."""
+
+    def __init__(self, symbols: Iterable[str] | None, max_ticks: int) -> None:
+        self.symbols = frozenset(symbols) if symbols is not None else None
+        self.max_ticks = max_ticks
+        self._queue: deque[wire.TickBatch] = deque()
+        self._ticks = 0
+        self._ready = asyncio.Event()
+        self.closed: str | None = None
+
+    def wants(self, symbol: str) -> bool:
+        """Return whether this subscriber receives `symbol`."""
+        return self.symbols is None or symbol in self.symbols
+
+    def offer(self, batch: wire.TickBatch) -> bool:
+        """Queue `batch`; return False (and close) when the queue would pass its limit."""
+        if self.closed is not None:
+            return False
+        if self._ticks + len(batch) > self.max_ticks:
+            self.close("slow_consumer")
+            return False
+        self._queue.append(batch)
+        self._ticks += len(batch)
+        self._ready.set()
+        return True
+
+    def close(self, reason: str) -> None:
+        """End the subscription; a waiting reader wakes up."""
+        if self.closed is None:
+            self.closed = reason
+            self._queue.clear()
+            self._ticks = 0
+            self._ready.set()
+
+    @property
+    def queued_ticks(self) -> int:
+        """Ticks waiting to be sent."""
+        return self._ticks
+
+    async def next(self) -> list[wire.TickBatch]:
+        """Wait for and return everything queued, oldest first.
+
+        Raise SlowConsumer if the subscriber was disconnected for falling behind; return an empty
+        list if it was closed for another reason (shutdown).
+        """
+        while not self._queue:
+            if self.closed is not None:
+                if self.closed == "slow_consumer":
+                    raise SlowConsumer(
+                        f"stream fell more than {self.max_ticks} ticks behind and was "
+                        "disconnected; reconnect to resume from the latest tick")
+                return []
+            self._ready.clear()
+            await self._ready.wait()
+        batches = list(self._queue)
+        self._queue.clear()
+        self._ticks = 0
+        return batches
+
+
+class ConflatingSubscriber(Subscriber):
+    """Keeps only the latest tick of each symbol; read at the stream's own interval."""
+
+    def __init__(self, symbols: Iterable[str] | None) -> None:
+        super().__init__(symbols, max_ticks=0)
+        self._latest: dict[str, wire.TickBatch] = {}
+
+    def offer(self, batch: wire.TickBatch) -> bool:
+        if self.closed is not None:
+            return False
+        self._latest[batch.symbol] = wire.TickBatch(batch.symbol, batch.session,
+                                                    batch.ticks[-1:])
+        self._ready.set()
+        return True
+
+    async def next(self) -> list[wire.TickBatch]:
+        """Wait for at least one changed symbol and return the latest tick of each."""
+        while not self._latest:
+            if self.closed is not None:
+                return []
+            self._ready.clear()
+            await self._ready.wait()
+        latest = list(self._latest.values())
+        self._latest.clear()
+        return latest
+
+    @property
+    def queued_ticks(self) -> int:
+        return len(self._latest)
+
+
+class Hub:
+    """The set of live subscribers; publish is synchronous and never blocks."""
+
+    def __init__(self) -> None:
+        self._subscribers: set[Subscriber] = set()
+        self.slow_disconnects = 0
+
+    def __len__(self) -> int:
+        return len(self._subscribers)
+
+    def add(self, subscriber: Subscriber) -> None:
+        """Start delivering to `subscriber`."""
+        self._subscribers.add(subscriber)
+
+    def remove(self, subscriber: Subscriber) -> None:
+        """Stop delivering to `subscriber` (idempotent)."""
+        self._subscribers.discard(subscriber)
+
+    def publish(self, batch: wire.TickBatch) -> list[Subscriber]:
+        """Offer `batch` to every interested subscriber; return those disconnected as slow."""
+        dropped: list[Subscriber] = []
+        for subscriber in self._subscribers:
+            if subscriber.wants(batch.symbol) and not subscriber.offer(batch):
+                dropped.append(subscriber)
+        for subscriber in dropped:
+            self._subscribers.discard(subscriber)
+        self.slow_disconnects += len(dropped)
+        return dropped
+
+    def close_all(self, reason: str) -> None:
+        """Close every subscriber (at shutdown)."""
+        for subscriber in self._subscribers:
+            subscriber.close(reason)
+        self._subscribers.clear()

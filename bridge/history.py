@@ -1,0 +1,255 @@
+"""Tick history in Redis: the key layout, and the bridge's batched, pipelined writer.
+
+Layout, every key under a configurable prefix (REDIS_PREFIX, default ``mds:``)::
+
+    {prefix}instruments        string  JSON list of instruments, in publication order
+    {prefix}ticks:{SYMBOL}     stream  one entry per write batch of that symbol:
+                                       id  = "<ms of the entry's first tick>-<n>"
+                                       d   = a wire body (marketdata.wire): header + tick records
+
+An entry holds the consecutive ticks of one symbol that arrived during one flush; entries never
+overlap in time, so a time range is an XRANGE plus the one entry before it. Stream ids follow tick
+time, so ``XRANGE`` by milliseconds is a query by tick time. Streams are trimmed by tick time to
+HISTORY_RETENTION_S (``MINID ~``; ``MAXLEN ~`` on Redis older than 6.2).
+
+The writer never blocks the feed: ``add`` only appends to memory; one task flushes everything
+pending in one pipeline, as soon as the previous flush is done but at most every
+HISTORY_FLUSH_INTERVAL_MS. While Redis is down it keeps up to HISTORY_MAX_PENDING_TICKS ticks,
+retrying with backoff, and drops (and counts) the oldest beyond that. On shutdown it flushes what it
+has received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from redis.exceptions import RedisError, ResponseError
+
+from marketdata import wire
+
+log = logging.getLogger(__name__)
+
+ENTRY_MAX_TICKS = 4096  # keeps one stream entry (and one XRANGE row) small
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Redis key names under one prefix."""
+
+    prefix: str
+
+    @property
+    def instruments(self) -> str:
+        return f"{self.prefix}instruments"
+
+    def ticks(self, symbol: str) -> str:
+        return f"{self.prefix}ticks:{symbol}"
+
+
+def parse_id(entry_id: bytes | str) -> tuple[int, int]:
+    """Split a stream id "ms-n" into integers."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, n = text.partition("-")
+    return int(ms), int(n or 0)
+
+
+class HistoryMetrics:
+    """The writer's Prometheus metrics."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.written = Counter("bridge_history_ticks_written_total",
+                               "Ticks written to Redis history", registry=registry)
+        self.entries = Counter("bridge_history_entries_written_total",
+                               "Stream entries written to Redis history", registry=registry)
+        self.dropped = Counter("bridge_history_ticks_dropped_total",
+                               "Ticks dropped because Redis was unreachable too long",
+                               registry=registry)
+        self.errors = Counter("bridge_history_write_errors_total", "Failed history flushes",
+                              registry=registry)
+        self.pending = Gauge("bridge_history_pending_ticks", "Ticks waiting to be written",
+                             registry=registry)
+        self.flush_seconds = Histogram(
+            "bridge_history_flush_seconds", "Time to write one flush to Redis",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0),
+            registry=registry)
+
+
+@dataclass
+class _Pending:
+    batches: deque[wire.TickBatch] = field(default_factory=deque)
+    ticks: int = 0
+
+
+class HistoryWriter:
+    """Buffers tick batches and writes them to Redis streams in pipelined flushes."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, metrics: HistoryMetrics, *,
+                 retention_ms: int, flush_interval_s: float, max_pending_ticks: int,
+                 max_entries: int = 1_000_000) -> None:
+        self.client = client
+        self.keys = keys
+        self.metrics = metrics
+        self.retention_ms = retention_ms
+        self.flush_interval_s = flush_interval_s
+        self.max_pending_ticks = max_pending_ticks
+        self.max_entries = max_entries
+        self._pending: dict[str, _Pending] = {}
+        self._pending_ticks = 0
+        self._last_ids: dict[str, tuple[int, int]] = {}
+        self._wakeup = asyncio.Event()
+        self._use_minid: bool | None = None
+        self._stopping = False
+
+    @property
+    def pending_ticks(self) -> int:
+        """Ticks received and not yet written."""
+        return self._pending_ticks
+
+    def add(self, batch: wire.TickBatch) -> None:
+        """Queue a batch for writing (never blocks; drops the oldest beyond the limit)."""
+        pending = self._pending.setdefault(batch.symbol, _Pending())
+        pending.batches.append(batch)
+        pending.ticks += len(batch)
+        self._pending_ticks += len(batch)
+        if self._pending_ticks > self.max_pending_ticks:
+            self._drop_oldest()
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Flush until stop() is called, then flush what is left (bounded by the caller)."""
+        backoff = 0.05
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                await self.flush()
+                backoff = 0.05
+            except (RedisError, OSError) as exc:
+                self.metrics.errors.inc()
+                log.warning("history write failed; will retry",
+                            extra={"error": str(exc), "pending_ticks": self._pending_ticks,
+                                   "retry_in_s": backoff})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                self._wakeup.set()
+                continue
+            if self._stopping and not self._pending_ticks:
+                return
+            if self.flush_interval_s:
+                await asyncio.sleep(self.flush_interval_s)
+
+    def stop(self) -> None:
+        """Ask run() to return once everything received so far is written."""
+        self._stopping = True
+        self._wakeup.set()
+
+    async def flush(self) -> int:
+        """Write everything pending in one pipeline; return the number of ticks written.
+
+        On failure nothing is lost: the batches go back to the front of the queue.
+        """
+        if not self._pending_ticks:
+            return 0
+        taken = {symbol: p for symbol, p in self._pending.items() if p.ticks}
+        self._pending = {}
+        self._pending_ticks = 0
+        try:
+            written = await self._write(taken)
+        except BaseException:
+            self._requeue(taken)
+            raise
+        self.metrics.pending.set(self._pending_ticks)
+        return written
+
+    async def _write(self, taken: dict[str, _Pending]) -> int:
+        if self._use_minid is None:
+            self._use_minid = await self._supports_minid()
+        for symbol in taken:
+            if symbol not in self._last_ids:
+                self._last_ids[symbol] = await self._stream_last_id(symbol)
+        started = asyncio.get_running_loop().time()
+        new_ids = dict(self._last_ids)
+        pipe = self.client.pipeline(transaction=False)
+        entries = written = 0
+        for symbol, pending in taken.items():
+            key = self.keys.ticks(symbol)
+            for session, ticks in _entries(pending.batches):
+                first_ms = int(ticks["ts_ns"][0]) // 1_000_000
+                last_ms, last_n = new_ids[symbol]
+                entry_id = (first_ms, 0) if first_ms > last_ms else (last_ms, last_n + 1)
+                new_ids[symbol] = entry_id
+                trim = (
+                    {"minid": max(first_ms - self.retention_ms, 0), "approximate": True}
+                    if self._use_minid else {"maxlen": self.max_entries, "approximate": True}
+                )
+                pipe.xadd(key, {"d": wire.encode_body(ticks, session)},
+                          id=f"{entry_id[0]}-{entry_id[1]}", **trim)  # type: ignore[arg-type]
+                entries += 1
+                written += len(ticks)
+        try:
+            await pipe.execute()
+        except ResponseError:
+            # Another writer moved a stream's last id on; re-read them before the retry.
+            self._last_ids.clear()
+            raise
+        self._last_ids = new_ids
+        self.metrics.flush_seconds.observe(asyncio.get_running_loop().time() - started)
+        self.metrics.entries.inc(entries)
+        self.metrics.written.inc(written)
+        return written
+
+    async def _stream_last_id(self, symbol: str) -> tuple[int, int]:
+        rows = await self.client.xrevrange(self.keys.ticks(symbol), count=1)
+        return parse_id(rows[0][0]) if rows else (0, 0)
+
+    async def _supports_minid(self) -> bool:
+        info = await self.client.info("server")
+        version = tuple(int(p) for p in str(info.get("redis_version", "0")).split(".")[:2])
+        if version < (6, 2):
+            log.warning("Redis is older than 6.2: history is capped by entry count, not time",
+                        extra={"redis_version": info.get("redis_version")})
+        return version >= (6, 2)
+
+    def _requeue(self, taken: dict[str, _Pending]) -> None:
+        for symbol, old in taken.items():
+            newer = self._pending.get(symbol)
+            if newer is not None:
+                old.batches.extend(newer.batches)
+                old.ticks += newer.ticks
+            self._pending[symbol] = old
+        self._pending_ticks = sum(p.ticks for p in self._pending.values())
+        if self._pending_ticks > self.max_pending_ticks:
+            self._drop_oldest()
+        self.metrics.pending.set(self._pending_ticks)
+
+    def _drop_oldest(self) -> None:
+        while self._pending_ticks > self.max_pending_ticks:
+            pending = max(self._pending.values(), key=lambda p: p.ticks)
+            batch = pending.batches.popleft()
+            pending.ticks -= len(batch)
+            self._pending_ticks -= len(batch)
+            self.metrics.dropped.inc(len(batch))
+        log.warning("history buffer full; dropped oldest ticks",
+                    extra={"max_pending_ticks": self.max_pending_ticks})
+
+
+def _entries(batches: deque[wire.TickBatch]) -> list[tuple[int, wire.Ticks]]:
+    """Group consecutive batches of one session into entries of at most ENTRY_MAX_TICKS."""
+    out: list[tuple[int, wire.Ticks]] = []
+    group: list[wire.Ticks] = []
+    size = 0
+    session = batches[0].session if batches else 0
+    for batch in batches:
+        if batch.session != session or size + len(batch) > ENTRY_MAX_TICKS and group:
+            out.append((session, wire.concat(group)))
+            group, size, session = [], 0, batch.session
+        group.append(batch.ticks)
+        size += len(batch)
+    if group:
+        out.append((session, wire.concat(group)))
+    return out

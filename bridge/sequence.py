@@ -1,0 +1,63 @@
+"""Per-symbol sequence tracking: drop repeats, count gaps, notice feed restarts. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from marketdata import wire
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one received batch meant: the ticks that are new, and what was missed."""
+
+    fresh: wire.TickBatch | None  # None when every tick had been seen already
+    missed: int                   # ticks skipped between the last seen and this batch
+    restarted: bool               # the feed session changed
+
+
+class SequenceTracker:
+    """Remembers the last (session, seq) per symbol.
+
+    A tick whose seq is not above the last seen (a last-value replay) is dropped; a jump is
+    counted as missed ticks; a new session restarts the count. Ticks accepted as new lose
+    FLAG_SNAPSHOT: downstream they are ordinary ticks in sequence.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[int, int]] = {}
+
+    def seed(self, symbol: str, session: int, seq: int) -> None:
+        """Start from a known position (e.g. the last tick in history)."""
+        self._last[symbol] = (session, seq)
+
+    def last(self, symbol: str) -> tuple[int, int] | None:
+        """Return (session, seq) of the last tick seen of `symbol`."""
+        return self._last.get(symbol)
+
+    def observe(self, batch: wire.TickBatch) -> Observation:
+        """Account for `batch` and return its new part."""
+        ticks = batch.ticks
+        if not len(ticks):
+            return Observation(None, 0, False)
+        previous = self._last.get(batch.symbol)
+        restarted = previous is not None and previous[0] != batch.session
+        last_seq = 0 if previous is None or restarted else previous[1]
+        first = int(ticks["seq"][0])
+        if first <= last_seq:
+            ticks = ticks[ticks["seq"] > last_seq]
+            if not len(ticks):
+                return Observation(None, 0, restarted)
+            first = int(ticks["seq"][0])
+        missed = first - last_seq - 1 if previous is not None and not restarted else 0
+        if ticks["flags"].any():
+            snap = (ticks["flags"] & wire.FLAG_SNAPSHOT) != 0
+            if snap.any():
+                ticks = ticks.copy()
+                ticks["flags"] &= np.uint32(0xFFFFFFFF ^ wire.FLAG_SNAPSHOT)
+        self._last[batch.symbol] = (batch.session, int(ticks["seq"][-1]))
+        fresh = batch if ticks is batch.ticks else wire.TickBatch(batch.symbol, batch.session,
+                                                                   ticks)
+        return Observation(fresh, max(missed, 0), restarted)

@@ -1,0 +1,263 @@
+"""The bridge process: one asyncio loop with the ZeroMQ subscription, gRPC server and history.
+
+Lifecycle: ``Bridge.start()`` binds the gRPC port and starts the tasks; ``serve()`` runs until
+``stop()``; ``stop()`` drains: the health status goes NOT_SERVING, streams end with UNAVAILABLE,
+the gRPC server stops with a grace period, the subscription closes, and history flushes every
+tick already received before Redis is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+import grpc
+import orjson
+import redis.asyncio as aioredis
+import zmq
+import zmq.asyncio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from redis.exceptions import RedisError
+
+from bridge import FeedUnavailable
+from bridge.config import BridgeConfig
+from bridge.fanout import Hub
+from bridge.feed import ControlClient, FeedState, TickSubscription
+from bridge.history import HistoryMetrics, HistoryWriter, Keys
+from bridge.sequence import SequenceTracker
+from bridge.service import MarketDataService, StreamMetrics
+from marketdata import marketdata_pb2 as pb
+from marketdata import marketdata_pb2_grpc as pb_grpc
+from marketdata import wire
+from marketdata.symbols import Instruments
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MarketDataService"].full_name
+
+
+class FeedMetrics:
+    """What the bridge counts about the feed it receives."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.ticks = Counter("bridge_ticks_received_total", "New ticks received from feedsim",
+                             ["symbol"], registry=registry)
+        self.missed = Counter("bridge_ticks_missed_total",
+                              "Ticks skipped in the feed's sequence (gaps)", ["symbol"],
+                              registry=registry)
+        self.restarts = Counter("bridge_feed_restarts_total", "Feed sessions that changed",
+                                registry=registry)
+        self.bad = Counter("bridge_bad_messages_total", "Messages that failed to decode",
+                           registry=registry)
+        self.last_tick = Gauge("bridge_last_tick_timestamp_seconds",
+                               "Tick time of the latest tick received", ["symbol"],
+                               registry=registry)
+
+
+class Bridge:
+    """Wires the feed subscription, the hub, history and the gRPC server together."""
+
+    def __init__(self, config: BridgeConfig, registry: CollectorRegistry) -> None:
+        self.config = config
+        self.context = zmq.asyncio.Context()
+        self.redis = aioredis.Redis.from_url(config.redis_url, socket_timeout=2.0,
+                                             socket_connect_timeout=2.0)
+        self.keys = Keys(config.redis_prefix)
+        self.state = FeedState()
+        self.tracker = SequenceTracker()
+        self.hub = Hub()
+        self.feed_metrics = FeedMetrics(registry)
+        self.stream_metrics = StreamMetrics(registry)
+        self.history = HistoryWriter(
+            self.redis, self.keys, HistoryMetrics(registry),
+            retention_ms=config.history_retention_ms,
+            flush_interval_s=config.history_flush_interval_s,
+            max_pending_ticks=config.history_max_pending_ticks,
+        )
+        self.control = ControlClient(self.context, config.feed_control_endpoint)
+        self.subscription = TickSubscription(self.context, config.feed_pub_endpoint,
+                                             self._on_batch, self._on_bad_message)
+        self.service = MarketDataService(self.state, self.hub, self.stream_metrics,
+                                         config.instance_name, config.stream_queue_ticks)
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.http2.max_pings_without_data", 0),
+        ])
+        pb_grpc.add_MarketDataServiceServicer_to_server(self.service, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        self.grpc_port = 0
+        self._instruments_wanted = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Bind the gRPC port, pick up where history left off, start every task."""
+        self.grpc_port = self.server.add_insecure_port(
+            f"{self.config.grpc_host}:{self.config.grpc_port}")
+        if not self.grpc_port:
+            raise OSError(f"cannot bind gRPC on {self.config.grpc_host}:{self.config.grpc_port}")
+        await self._resume_from_history()
+        await self.server.start()
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._instruments_wanted.set()
+        self._tasks = [
+            asyncio.create_task(self.subscription.run(), name="subscription"),
+            asyncio.create_task(self.history.run(), name="history"),
+            asyncio.create_task(self._keep_instruments(), name="instruments"),
+        ]
+        log.info("bridge started", extra={
+            "grpc_port": self.grpc_port, "feed": self.config.feed_pub_endpoint,
+            "control": self.config.feed_control_endpoint,
+            "redis": _redacted(self.config.redis_url), "prefix": self.config.redis_prefix,
+        })
+
+    async def serve(self) -> None:
+        """Run until stop() completes."""
+        await self._stopped.wait()
+
+    async def stop(self) -> None:
+        """Drain and close everything, in reverse order of start (idempotent)."""
+        if self._stopped.is_set():
+            return
+        log.info("bridge stopping", extra={"streams": len(self.hub)})
+        await self.health.enter_graceful_shutdown()
+        self.hub.close_all("shutdown")
+        await self.server.stop(self.config.shutdown_grace_s)
+        for task in self._tasks:
+            if task.get_name() != "history":
+                task.cancel()
+        self.subscription.close()
+        self.control.close()
+        self.history.stop()
+        history_task = next((t for t in self._tasks if t.get_name() == "history"), None)
+        if history_task is not None:
+            try:
+                await asyncio.wait_for(history_task, timeout=5.0)
+            except TimeoutError:
+                log.error("history not flushed at shutdown",
+                          extra={"pending_ticks": self.history.pending_ticks})
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.redis.aclose()
+        self.context.term()
+        log.info("bridge stopped", extra={"unflushed_ticks": self.history.pending_ticks})
+        self._stopped.set()
+
+    def _on_batch(self, batch: wire.TickBatch) -> None:
+        observation = self.tracker.observe(batch)
+        if observation.restarted:
+            self.feed_metrics.restarts.inc()
+            log.warning("feed session changed", extra={"symbol": batch.symbol,
+                                                       "session": batch.session})
+            self._instruments_wanted.set()
+        if observation.missed:
+            self.feed_metrics.missed.labels(batch.symbol).inc(observation.missed)
+            log.warning("sequence gap", extra={"symbol": batch.symbol,
+                                               "missed": observation.missed})
+        fresh = observation.fresh
+        if fresh is None:
+            return
+        if self.state.instruments is not None and batch.symbol not in self.state.instruments:
+            self._instruments_wanted.set()
+        self.state.update(fresh)
+        self.hub.publish(fresh)
+        self.history.add(fresh)
+        self.feed_metrics.ticks.labels(batch.symbol).inc(len(fresh))
+        self.feed_metrics.last_tick.labels(batch.symbol).set(int(fresh.ticks["ts_ns"][-1]) / 1e9)
+
+    def _on_bad_message(self, error: wire.WireError) -> None:
+        self.feed_metrics.bad.inc()
+        log.warning("bad message from feed", extra={"error": str(error)})
+
+    async def _keep_instruments(self) -> None:
+        """Fetch instruments from feedsim whenever wanted, and publish them to Redis."""
+        delay = 0.1
+        while True:
+            await self._instruments_wanted.wait()
+            try:
+                session, instruments = await self.control.instruments()
+                self.state.instruments = Instruments(instruments)
+                await self.redis.set(self.keys.instruments,
+                                     orjson.dumps([i.to_dict() for i in instruments]))
+            except (FeedUnavailable, RedisError, OSError) as exc:
+                log.warning("instruments not refreshed; retrying",
+                            extra={"error": str(exc), "retry_in_s": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            delay = 0.1
+            self._instruments_wanted.clear()
+            for name in ("", SERVICE_NAME):
+                await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            log.info("instruments loaded", extra={"session": session,
+                                                   "symbols": list(self.state.instruments.symbols)})
+
+    async def _resume_from_history(self) -> None:
+        """Seed sequence tracking from the last tick in history, so replays are not re-stored."""
+        try:
+            raw = await self.redis.get(self.keys.instruments)
+            symbols = [d["symbol"] for d in orjson.loads(raw)] if raw else []
+            for symbol in symbols:
+                rows = await self.redis.xrevrange(self.keys.ticks(symbol), count=1)
+                if rows:
+                    session, ticks = wire.decode_body(rows[0][1][b"d"])
+                    self.tracker.seed(symbol, session, int(ticks["seq"][-1]))
+                    self.state.update(wire.TickBatch(symbol, session, ticks))
+        except (RedisError, OSError, wire.WireError, orjson.JSONDecodeError, KeyError) as exc:
+            log.warning("could not resume from history", extra={"error": str(exc)})
+
+
+def _redacted(url: str) -> str:
+    """Hide a password in a Redis URL for logging."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+async def run(config: BridgeConfig, registry: CollectorRegistry) -> None:
+    """Start the bridge and serve until SIGTERM or SIGINT."""
+    bridge = Bridge(config, registry)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, lambda s=signum: _on_signal(bridge, s))
+    await bridge.start()
+    await bridge.serve()
+
+
+def _on_signal(bridge: Bridge, signum: int) -> None:
+    log.info("signal received", extra={"signal": signal.Signals(signum).name})
+    asyncio.get_running_loop().create_task(bridge.stop())
+
+
+def main() -> None:
+    """Entry point: read config and run the bridge."""
+    from marketdata import logs
+    from marketdata.errors import ConfigError
+    from marketdata.settings import environ
+
+    try:
+        config = BridgeConfig.from_env(environ())
+    except ConfigError as exc:
+        logs.configure("bridge")
+        log.error("bad configuration", extra={"error": str(exc)})
+        raise SystemExit(2) from None
+    logs.configure(config.service_name, config.log_level, config.instance_name)
+    registry = CollectorRegistry()
+    if config.metrics_port:
+        start_http_server(config.metrics_port, addr="127.0.0.1", registry=registry)
+    started = time.monotonic()
+    try:
+        asyncio.run(run(config, registry))
+    except OSError as exc:
+        log.error("bridge failed", extra={"error": str(exc)})
+        raise SystemExit(1) from None
+    log.info("bridge exited", extra={"uptime_s": round(time.monotonic() - started, 3)})

@@ -1,0 +1,245 @@
+"""The gRPC MarketDataService (grpc.aio), served from the bridge's feed state and hub.
+
+Errors map to status codes in one place (``_abort_for``): text that is not a symbol is
+INVALID_ARGUMENT, an unknown symbol NOT_FOUND, no data yet UNAVAILABLE, a slow consumer
+RESOURCE_EXHAUSTED. Every stream starts with the latest tick of each requested symbol (flag
+SNAPSHOT) and continues with every later tick in order, so a client never waits for the next tick
+and never sees a gap that the bridge did not see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, NoReturn
+
+import grpc
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from bridge import SlowConsumer
+from bridge.fanout import ConflatingSubscriber, Hub, Subscriber
+from bridge.feed import FeedState
+from marketdata import logs, wire
+from marketdata import marketdata_pb2 as pb
+from marketdata import marketdata_pb2_grpc as pb_grpc
+from marketdata.errors import InvalidSymbol, UnknownSymbol
+
+log = logging.getLogger(__name__)
+
+MAX_UPDATE_INTERVAL_MS = 3_600_000
+MAX_TICKS_PER_MESSAGE = 1000
+
+
+class StreamMetrics:
+    """Prometheus metrics of the gRPC streams."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.active = Gauge("bridge_streams_active", "Open gRPC streams", ["rpc"],
+                            registry=registry)
+        self.sent = Counter("bridge_stream_ticks_sent_total", "Ticks sent on gRPC streams",
+                            ["rpc"], registry=registry)
+        self.disconnects = Counter("bridge_stream_disconnects_total",
+                                   "Streams ended by the bridge", ["reason"], registry=registry)
+
+
+class MarketDataService(pb_grpc.MarketDataServiceServicer):
+    """GetPrice, StreamPrices, StreamTicks and ListSymbols."""
+
+    def __init__(self, state: FeedState, hub: Hub, metrics: StreamMetrics, source: str,
+                 queue_ticks: int) -> None:
+        self.state = state
+        self.hub = hub
+        self.metrics = metrics
+        self.source = source
+        self.queue_ticks = queue_ticks
+
+    async def GetPrice(self, request: pb.GetPriceRequest,
+                       context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetPriceResponse:
+        _start_call(context)
+        symbol = (await self._resolve(context, [request.symbol]))[0]
+        latest = self.state.latest.get(symbol)
+        if latest is None:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"no tick of {symbol} yet")
+        session, tick = latest
+        bid, ask = float(tick["bid"][0]), float(tick["ask"][0])
+        mid = (bid + ask) / 2
+        return pb.GetPriceResponse(
+            symbol=symbol, price=mid, timestamp=int(tick["ts_ns"][0]) // 1_000_000,
+            source=self.source, bid=bid, ask=ask, last=float(tick["last"][0]),
+            seq=int(tick["seq"][0]), ts_ns=int(tick["ts_ns"][0]), session=session,
+            spread_bps=(ask - bid) / mid * 1e4,
+        )
+
+    async def ListSymbols(self, request: pb.ListSymbolsRequest,
+                          context: grpc.aio.ServicerContext[Any, Any]) -> pb.ListSymbolsResponse:
+        _start_call(context)
+        instruments = self.state.instruments
+        if instruments is None:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, "feed not connected yet")
+        return pb.ListSymbolsResponse(symbols=[pb.Symbol(**i.to_dict()) for i in instruments])
+
+    async def StreamPrices(self, request: pb.StreamPricesRequest,
+                           context: grpc.aio.ServicerContext[Any, Any]
+                           ) -> AsyncIterator[pb.PriceUpdate]:
+        _start_call(context)
+        symbols = await self._resolve(context, request.symbols)
+        interval_ms = request.update_interval_ms
+        if not 0 <= interval_ms <= MAX_UPDATE_INTERVAL_MS:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         f"update_interval_ms must be 0 (every tick) to "
+                         f"{MAX_UPDATE_INTERVAL_MS}, got {interval_ms}")
+        subscriber: Subscriber = (ConflatingSubscriber(symbols) if interval_ms
+                                  else Subscriber(symbols, self.queue_ticks))
+        previous: dict[str, float] = {}
+        async for batches in self._stream(context, "StreamPrices", subscriber, symbols):
+            for batch in batches:
+                for update in self._price_updates(batch, previous):
+                    yield update
+            if interval_ms:
+                await asyncio.sleep(interval_ms / 1000)
+
+    async def StreamTicks(self, request: pb.StreamTicksRequest,
+                          context: grpc.aio.ServicerContext[Any, Any]
+                          ) -> AsyncIterator[pb.TickBatch]:
+        _start_call(context)
+        symbols = await self._resolve(context, request.symbols)
+        subscriber = Subscriber(symbols, self.queue_ticks)
+        async for batches in self._stream(context, "StreamTicks", subscriber, symbols):
+            for message in _tick_messages(batches):
+                yield message
+
+    async def _stream(self, context: grpc.aio.ServicerContext[Any, Any], rpc: str,
+                      subscriber: Subscriber, symbols: Sequence[str]
+                      ) -> AsyncIterator[list[wire.TickBatch]]:
+        """Yield the snapshot, then queued batches until the client leaves or falls behind."""
+        # No await between reading the latest ticks and joining the hub: nothing is missed
+        # and nothing is sent twice.
+        snapshot = []
+        for symbol in symbols:
+            latest = self.state.latest.get(symbol)
+            if latest is not None:
+                tick = latest[1].copy()
+                tick["flags"] |= wire.FLAG_SNAPSHOT
+                snapshot.append(wire.TickBatch(symbol, latest[0], tick))
+        self.hub.add(subscriber)
+        self.metrics.active.labels(rpc).inc()
+        log.info("stream opened", extra={"rpc": rpc, "symbols": list(symbols),
+                                         "peer": context.peer()})
+        reason = "client_left"
+        try:
+            if snapshot:
+                yield snapshot
+            while True:
+                batches = await subscriber.next()
+                if not batches:
+                    reason = subscriber.closed or "closed"
+                    if reason == "shutdown":
+                        await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                            "bridge is shutting down; reconnect")
+                    return
+                self.metrics.sent.labels(rpc).inc(sum(len(b) for b in batches))
+                yield batches
+        except SlowConsumer as exc:
+            reason = "slow_consumer"
+            self.metrics.disconnects.labels(reason).inc()
+            log.warning("slow consumer disconnected", extra={"rpc": rpc, "peer": context.peer()})
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        finally:
+            self.hub.remove(subscriber)
+            self.metrics.active.labels(rpc).dec()
+            log.info("stream closed", extra={"rpc": rpc, "reason": reason})
+
+    def _price_updates(self, batch: wire.TickBatch, previous: dict[str, float]
+                       ) -> list[pb.PriceUpdate]:
+        t = batch.ticks
+        cols = {name: t[name].tolist() for name in ("seq", "ts_ns", "bid", "ask", "last",
+                                                    "bid_size", "ask_size", "last_size",
+                                                    "volume", "flags")}
+        updates = []
+        prev = previous.get(batch.symbol)
+        for i in range(len(t)):
+            bid, ask = cols["bid"][i], cols["ask"][i]
+            price = (bid + ask) / 2
+            change = None
+            if prev is not None:
+                delta = price - prev
+                change = pb.PriceChange(previous_price=prev, change=delta,
+                                        change_percent=100.0 * delta / prev if prev else 0.0)
+            updates.append(pb.PriceUpdate(
+                symbol=batch.symbol, price=price, volume=cols["volume"][i],
+                timestamp=cols["ts_ns"][i] // 1_000_000, source=self.source, change_info=change,
+                bid=bid, ask=ask, last=cols["last"][i], seq=cols["seq"][i],
+                ts_ns=cols["ts_ns"][i], session=batch.session, bid_size=cols["bid_size"][i],
+                ask_size=cols["ask_size"][i], last_size=cols["last_size"][i],
+                flags=cols["flags"][i],
+            ))
+            prev = price
+        if prev is not None:
+            previous[batch.symbol] = prev
+        return updates
+
+    async def _resolve(self, context: grpc.aio.ServicerContext[Any, Any],
+                       texts: Sequence[str]) -> list[str]:
+        """Return canonical symbols for `texts` (all when empty) or abort the call."""
+        instruments = self.state.instruments
+        if instruments is None:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, "feed not connected yet")
+        if not texts:
+            return list(instruments.symbols)
+        symbols: list[str] = []
+        for text in texts:
+            try:
+                symbol = instruments.resolve(text).symbol
+            except InvalidSymbol as exc:
+                await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            except UnknownSymbol as exc:
+                await _abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
+            if symbol not in symbols:
+                symbols.append(symbol)
+        return symbols
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode,
+                 message: str) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("abort returned")  # pragma: no cover
+
+
+def _start_call(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    """Take the caller's correlation id (x-request-id metadata) or make one."""
+    metadata = dict(context.invocation_metadata() or ())
+    cid = metadata.get("x-request-id") or uuid.uuid4().hex
+    logs.correlation_id.set(str(cid))
+
+
+def _tick_messages(batches: list[wire.TickBatch]) -> list[pb.TickBatch]:
+    """Coalesce consecutive batches per symbol into columnar messages of bounded size."""
+    by_symbol: dict[tuple[str, int], list[wire.Ticks]] = {}
+    for batch in batches:
+        by_symbol.setdefault((batch.symbol, batch.session), []).append(batch.ticks)
+    messages = []
+    for (symbol, session), parts in by_symbol.items():
+        ticks = wire.concat(parts)
+        for start in range(0, len(ticks), MAX_TICKS_PER_MESSAGE):
+            chunk = ticks[start:start + MAX_TICKS_PER_MESSAGE]
+            messages.append(pb.TickBatch(
+                symbol=symbol, session=session,
+                seq=chunk["seq"].tolist(), ts_ns=chunk["ts_ns"].tolist(),
+                bid=chunk["bid"].tolist(), ask=chunk["ask"].tolist(),
+                last=chunk["last"].tolist(), bid_size=chunk["bid_size"].tolist(),
+                ask_size=chunk["ask_size"].tolist(), last_size=chunk["last_size"].tolist(),
+                volume=chunk["volume"].tolist(), flags=chunk["flags"].tolist(),
+            ))
+    return messages
+
+
+def ticks_from_message(message: pb.TickBatch) -> wire.Ticks:
+    """Rebuild a TICK_DTYPE array from a columnar TickBatch (for Python clients and tests)."""
+    ticks = wire.empty_ticks(len(message.seq))
+    for name in ("seq", "ts_ns", "bid", "ask", "last", "bid_size", "ask_size", "last_size",
+                 "volume", "flags"):
+        ticks[name] = np.asarray(getattr(message, name))
+    return ticks

@@ -1,0 +1,219 @@
+"""The feedsim process: the single writer's loop, its sockets, signals and metrics.
+
+One thread owns everything. Each turn of the loop answers pending control requests and new
+subscriptions, then publishes every tick that is due, one frame per symbol. Publishing uses an
+XPUB socket so late joiners can be served the last value of each symbol they subscribe to (zguide
+"Last Value Caching"); those replays carry FLAG_SNAPSHOT and repeat a seq already published.
+ZeroMQ drops messages for a subscriber whose queue reaches FEED_SEND_HWM; subscribers see that
+as a gap in seq.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from types import FrameType
+
+import zmq
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from feedsim import control
+from feedsim.config import FeedConfig
+from feedsim.engine import Feed
+from marketdata import wire
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], int]
+MAX_IDLE_WAIT_S = 0.1  # the loop wakes at least this often to notice a stop request
+
+
+class FeedMetrics:
+    """feedsim's Prometheus metrics, on the registry it is given."""
+
+    def __init__(self, registry: CollectorRegistry, symbols: list[str]) -> None:
+        self.ticks = Counter("feedsim_ticks_total", "Ticks published", ["symbol"],
+                             registry=registry)
+        self.frames = Counter("feedsim_frames_total", "Tick frames published", ["symbol"],
+                              registry=registry)
+        self.lag = Gauge("feedsim_schedule_lag_seconds",
+                         "How late the oldest due tick was when the loop woke", registry=registry)
+        self.reanchors = Counter("feedsim_schedule_reanchors_total",
+                                 "Times a symbol's schedule was reset after a stall", ["symbol"],
+                                 registry=registry)
+        self.control = Counter("feedsim_control_requests_total", "Control requests answered",
+                               ["cmd"], registry=registry)
+        self.snapshots = Counter("feedsim_snapshots_sent_total",
+                                 "Last-value ticks replayed to new subscribers", registry=registry)
+        self.tick_children = {s: self.ticks.labels(s) for s in symbols}
+        self.frame_children = {s: self.frames.labels(s) for s in symbols}
+
+
+class FeedServer:
+    """Runs the feed: publish due ticks, answer control requests, replay last values."""
+
+    def __init__(self, config: FeedConfig, feed: Feed, context: zmq.Context[zmq.Socket[bytes]],
+                 metrics: FeedMetrics, clock: Clock = time.time_ns) -> None:
+        self.config = config
+        self.feed = feed
+        self.metrics = metrics
+        self.clock = clock
+        self.pub = context.socket(zmq.XPUB)
+        self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # see every subscribe, to replay last values
+        self.pub.setsockopt(zmq.SNDHWM, config.send_hwm)
+        self.pub.setsockopt(zmq.LINGER, 0)
+        self.control = context.socket(zmq.ROUTER)
+        self.control.setsockopt(zmq.LINGER, 0)
+        self.pub.bind(config.pub_endpoint)
+        self.control.bind(config.control_endpoint)
+        self.poller = zmq.Poller()
+        self.poller.register(self.pub, zmq.POLLIN)
+        self.poller.register(self.control, zmq.POLLIN)
+        self._running = False
+
+    @property
+    def pub_address(self) -> str:
+        """The bound publish endpoint (with the real port when bound to port 0 or *)."""
+        return str(self.pub.getsockopt_string(zmq.LAST_ENDPOINT))
+
+    @property
+    def control_address(self) -> str:
+        """The bound control endpoint."""
+        return str(self.control.getsockopt_string(zmq.LAST_ENDPOINT))
+
+    def run(self) -> None:
+        """Serve until stop() is called (by a signal handler or another thread)."""
+        self._running = True
+        min_interval = self.config.min_batch_interval_s
+        max_lag_ns = int(self.config.max_lag_s * 1e9)
+        last_step = 0.0
+        while self._running:
+            now_ns = self.clock()
+            wake_ns = self.feed.next_due_ns()
+            wait_s = max((wake_ns - now_ns) / 1e9, last_step + min_interval - time.monotonic())
+            self._serve_sockets(min(max(wait_s, 0.0), MAX_IDLE_WAIT_S))
+            now_ns = self.clock()
+            if now_ns < wake_ns:
+                continue
+            last_step = time.monotonic()
+            self.metrics.lag.set(self.feed.lag_ns(now_ns) / 1e9)
+            result = self.feed.step(now_ns, max_lag_ns)
+            for symbol in result.reanchored:
+                self.metrics.reanchors.labels(symbol).inc()
+                log.warning("schedule reset after a stall", extra={"symbol": symbol})
+            for batch in result.batches:
+                self._publish(batch)
+
+    def stop(self) -> None:
+        """Ask run() to return after its current turn."""
+        self._running = False
+
+    def close(self) -> None:
+        """Close the sockets (idempotent)."""
+        self.pub.close(linger=0)
+        self.control.close(linger=0)
+
+    def _publish(self, batch: wire.TickBatch) -> None:
+        try:
+            self.pub.send_multipart(wire.encode(batch), copy=False, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return  # only with XPUB_NODROP; PUB semantics drop silently at the HWM
+        self.metrics.tick_children[batch.symbol].inc(len(batch))
+        self.metrics.frame_children[batch.symbol].inc()
+
+    def _serve_sockets(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for socket events and handle them; sleep the sub-ms rest."""
+        deadline = time.monotonic() + timeout_s
+        timeout_ms = int(timeout_s * 1000)
+        events = dict(self.poller.poll(timeout_ms))
+        if self.control in events:
+            self._answer_control()
+        if self.pub in events:
+            self._replay_last_values()
+        rest = deadline - time.monotonic()
+        if rest > 0 and not events:
+            time.sleep(rest)
+
+    def _answer_control(self) -> None:
+        while True:
+            try:
+                frames = self.control.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) < 2:
+                continue  # not a routed request; nothing to answer
+            envelope, payload = frames[:-1], frames[-1]
+            cmd, reply = control.handle(self.feed, payload, self.clock())
+            self.metrics.control.labels(cmd).inc()
+            if cmd == "invalid":
+                log.warning("bad control request", extra={"reply": reply.decode()[:200]})
+            self.control.send_multipart([*envelope, reply])
+
+    def _replay_last_values(self) -> None:
+        while True:
+            try:
+                message = self.pub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if not message or message[0] != 1:
+                continue  # an unsubscribe
+            prefix = message[1:]
+            for symbol in self.feed.symbols:
+                last = self.feed.last(symbol)
+                if last is None or not wire.topic(symbol).startswith(prefix):
+                    continue
+                replay = last.copy()
+                replay["flags"] |= wire.FLAG_SNAPSHOT
+                self.pub.send_multipart(
+                    wire.encode(wire.TickBatch(symbol, self.feed.session, replay)))
+                self.metrics.snapshots.inc()
+
+
+def main() -> None:
+    """Entry point: read config, build the feed, serve until SIGTERM or SIGINT."""
+    from marketdata import logs
+    from marketdata.errors import ConfigError
+    from marketdata.settings import environ
+
+    try:
+        config = FeedConfig.from_env(environ())
+    except ConfigError as exc:
+        logs.configure("feedsim")
+        log.error("bad configuration", extra={"error": str(exc)})
+        raise SystemExit(2) from None
+    logs.configure(config.service_name, config.log_level, config.instance_name)
+    registry = CollectorRegistry()
+    metrics = FeedMetrics(registry, [s.instrument.symbol for s in config.symbols])
+    if config.metrics_port:
+        start_http_server(config.metrics_port, addr="127.0.0.1", registry=registry)
+    feed = Feed(config.symbols, config.seed, time.time_ns())
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        server = FeedServer(config, feed, context, metrics)
+    except zmq.ZMQError as exc:
+        log.error("cannot bind", extra={"error": str(exc), "pub": config.pub_endpoint,
+                                        "control": config.control_endpoint})
+        context.term()
+        raise SystemExit(1) from None
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        server.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("feedsim started", extra={
+        "pub": server.pub_address, "control": server.control_address, "seed": config.seed,
+        "session": feed.session, "symbols": {s.instrument.symbol: s.market.rate
+                                             for s in config.symbols},
+        "metrics_port": config.metrics_port,
+    })
+    try:
+        server.run()
+    finally:
+        server.close()
+        context.term()
+        log.info("feedsim stopped", extra={"session": feed.session,
+                                           "seq": {s: f.seq for s, f in feed.symbols.items()}})

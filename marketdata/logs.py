@@ -1,0 +1,62 @@
+"""JSON-lines logging to stdout with a correlation id, for every process.
+
+One line per event: ``{"ts", "level", "service", "instance", "pid", "logger", "event", "cid",
+...fields}``. Fields come from ``extra=``; the correlation id from the context variable below,
+set per HTTP request or gRPC call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from contextvars import ContextVar
+from typing import Any
+
+import orjson
+
+correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()) | {
+    "message", "asctime", "taskName",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    """Format a record as one JSON object on one line."""
+
+    def __init__(self, service: str, instance: str) -> None:
+        super().__init__()
+        self.service = service
+        self.instance = instance
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "instance": self.instance,
+            "pid": record.process,
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        cid = correlation_id.get()
+        if cid:
+            line["cid"] = cid
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                line[key] = value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(line, default=str).decode()
+
+
+def configure(service: str, level: str = "INFO", instance: str | None = None) -> None:
+    """Send every logger's records to stdout as JSON lines at `level`."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter(service, instance or f"{service}-{os.getpid()}"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -1,0 +1,60 @@
+"""Reading settings from the environment, once, with clear errors.
+
+Each process has a frozen config dataclass built by its own ``from_env``; these helpers turn
+a missing or malformed variable into a ConfigError that names it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from marketdata.errors import ConfigError
+
+
+def env_str(env: Mapping[str, str], name: str, default: str) -> str:
+    """Return env[name] stripped, or `default` when unset or blank."""
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int | None = None,
+            maximum: int | None = None) -> int:
+    """Return env[name] as an int within bounds, or `default` when unset."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    _check_bounds(name, value, minimum, maximum)
+    return value
+
+
+def env_float(env: Mapping[str, str], name: str, default: float, *, minimum: float | None = None,
+              maximum: float | None = None) -> float:
+    """Return env[name] as a float within bounds, or `default` when unset."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value != value:  # NaN
+        raise ConfigError(f"{name} is NaN")
+    _check_bounds(name, value, minimum, maximum)
+    return value
+
+
+def _check_bounds(name: str, value: float, minimum: float | None, maximum: float | None) -> None:
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={value} is below the minimum {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value} is above the maximum {maximum}")
+
+
+def environ() -> Mapping[str, str]:
+    """Return the process environment (the one place config reads os.environ)."""
+    return os.environ

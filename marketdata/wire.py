@@ -1,0 +1,202 @@
+"""The binary tick format on the ZeroMQ PUB socket and in Redis history, version 1.
+
+A message is two frames::
+
+    frame 0  topic   ASCII  "<SYMBOL>:tick", e.g. b"BTC-USD:tick"
+    frame 1  body    header (24 bytes) followed by `count` tick records
+
+The topic comes first so ZeroMQ can filter by prefix: subscribe to b"BTC-USD:" for one symbol
+(b"BTC-USD" alone would also match a later "BTC-USDT"), or to b"" for everything.
+
+Header, little-endian, 24 bytes::
+
+    offset size type   field
+    0      2    bytes  magic        b"MD"
+    2      1    u8     version      1
+    3      1    u8     kind         1 = tick batch
+    4      2    u16    header_len   24; readers skip to this offset, so the header may grow
+    6      2    u16    record_size  80; readers stride by it, so records may grow at the end
+    8      4    u32    count        number of records that follow
+    12     8    u64    session      feed session id (its start time in ns); changes on restart
+    20     4    u32    reserved     0
+
+Tick record, little-endian, 80 bytes (``TICK_DTYPE``)::
+
+    offset size type  field
+    0      8    u64   seq        per-symbol sequence number, +1 per tick, from 1 each session
+    8      8    i64   ts_ns      generation time, ns since the Unix epoch (UTC)
+    16     8    f64   bid        best bid, a multiple of the symbol's tick size
+    24     8    f64   ask        best ask, > bid
+    32     8    f64   last       price of the latest trade
+    40     8    f64   bid_size   size at the best bid, in base units
+    48     8    f64   ask_size   size at the best ask
+    56     8    f64   last_size  size of the latest trade
+    64     8    f64   volume     base volume traded this session, including this tick
+    72     4    u32   flags      FLAG_* bits below
+    76     4    u32   reserved   0
+
+Flags: FLAG_SNAPSHOT (1) a last-value replay for a late joiner, not a new tick (its seq was seen
+before); FLAG_TRADE (2) a trade printed at `last` in this tick; FLAG_BUYER_AGGRESSOR (4) that trade
+lifted the ask (clear: it hit the bid). Other bits are reserved and must be ignored.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from marketdata.errors import WireError
+
+MAGIC = b"MD"
+VERSION = 1
+KIND_TICKS = 1
+TICK_KIND_SUFFIX = b":tick"
+
+FLAG_SNAPSHOT = 1
+FLAG_TRADE = 2
+FLAG_BUYER_AGGRESSOR = 4
+
+_HEADER = struct.Struct("<2sBBHHIQI")
+HEADER_SIZE = _HEADER.size
+
+TICK_DTYPE = np.dtype(
+    [
+        ("seq", "<u8"),
+        ("ts_ns", "<i8"),
+        ("bid", "<f8"),
+        ("ask", "<f8"),
+        ("last", "<f8"),
+        ("bid_size", "<f8"),
+        ("ask_size", "<f8"),
+        ("last_size", "<f8"),
+        ("volume", "<f8"),
+        ("flags", "<u4"),
+        ("reserved", "<u4"),
+    ]
+)
+RECORD_SIZE = TICK_DTYPE.itemsize
+
+Ticks = npt.NDArray[np.void]
+"""A 1-d array of TICK_DTYPE records."""
+
+assert HEADER_SIZE == 24
+assert RECORD_SIZE == 80
+
+
+@dataclass(frozen=True)
+class TickBatch:
+    """Consecutive ticks of one symbol from one feed session."""
+
+    symbol: str
+    session: int
+    ticks: Ticks
+
+    def __len__(self) -> int:
+        return len(self.ticks)
+
+
+def empty_ticks(n: int = 0) -> Ticks:
+    """Return a zeroed array of `n` tick records."""
+    return np.zeros(n, dtype=TICK_DTYPE)
+
+
+def topic(symbol: str) -> bytes:
+    """Return the ZeroMQ topic frame of `symbol`'s ticks."""
+    return symbol.encode("ascii") + TICK_KIND_SUFFIX
+
+
+def subscription(symbol: str) -> bytes:
+    """Return the prefix that subscribes to exactly `symbol` (all kinds)."""
+    return symbol.encode("ascii") + b":"
+
+
+def encode_body(ticks: Ticks, session: int) -> bytes:
+    """Encode a header and `ticks` records into one body frame."""
+    if ticks.dtype != TICK_DTYPE:
+        ticks = ticks.astype(TICK_DTYPE)
+    header = _HEADER.pack(MAGIC, VERSION, KIND_TICKS, HEADER_SIZE, RECORD_SIZE, len(ticks),
+                          session, 0)
+    return header + ticks.tobytes()
+
+
+def encode(batch: TickBatch) -> list[bytes]:
+    """Encode a batch as the two frames [topic, body]."""
+    return [topic(batch.symbol), encode_body(batch.ticks, batch.session)]
+
+
+def decode_body(body: bytes | memoryview) -> tuple[int, Ticks]:
+    """Decode one body frame into (session, ticks); raise WireError if it is not valid.
+
+    The returned array is read-only when it can view `body` without copying.
+    """
+    if len(body) < HEADER_SIZE:
+        raise WireError(f"body is {len(body)} bytes, shorter than the {HEADER_SIZE}-byte header")
+    magic, version, kind, header_len, record_size, count, session, _ = _HEADER.unpack_from(body)
+    if magic != MAGIC:
+        raise WireError(f"bad magic {magic!r}, expected {MAGIC!r}")
+    if version != VERSION:
+        raise WireError(f"unsupported wire version {version}; this reader knows {VERSION}")
+    if kind != KIND_TICKS:
+        raise WireError(f"unknown message kind {kind}")
+    if header_len < HEADER_SIZE:
+        raise WireError(f"header_len {header_len} is below the minimum {HEADER_SIZE}")
+    if record_size < RECORD_SIZE:
+        raise WireError(f"record_size {record_size} is below the minimum {RECORD_SIZE}")
+    expected = header_len + count * record_size
+    if len(body) != expected:
+        raise WireError(
+            f"body is {len(body)} bytes but the header promises {expected} "
+            f"({count} records of {record_size} bytes after {header_len})"
+        )
+    if record_size == RECORD_SIZE:
+        ticks = np.frombuffer(body, dtype=TICK_DTYPE, count=count, offset=header_len)
+    else:
+        # A newer writer appended fields: read the ones we know, skip the rest.
+        wide = np.dtype({
+            "names": list(TICK_DTYPE.names or ()),
+            "formats": [TICK_DTYPE.fields[n][0] for n in TICK_DTYPE.names or ()],  # type: ignore[index]
+            "offsets": [TICK_DTYPE.fields[n][1] for n in TICK_DTYPE.names or ()],  # type: ignore[index]
+            "itemsize": record_size,
+        })
+        ticks = np.frombuffer(body, dtype=wide, count=count, offset=header_len).astype(TICK_DTYPE)
+    return session, ticks
+
+
+def decode(frames: list[bytes] | list[Any]) -> TickBatch:
+    """Decode [topic, body] into a TickBatch; raise WireError naming what is wrong."""
+    if len(frames) != 2:
+        raise WireError(f"expected 2 frames (topic, body), got {len(frames)}")
+    raw_topic = bytes(frames[0])
+    if not raw_topic.endswith(TICK_KIND_SUFFIX):
+        raise WireError(f"topic {raw_topic[:40]!r} is not a tick topic '<SYMBOL>:tick'")
+    try:
+        symbol = raw_topic[: -len(TICK_KIND_SUFFIX)].decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise WireError(f"topic {raw_topic[:40]!r} is not ASCII") from exc
+    if not symbol:
+        raise WireError("topic has an empty symbol")
+    session, ticks = decode_body(frames[1])
+    return TickBatch(symbol, session, ticks)
+
+
+def concat(bodies: list[Ticks]) -> Ticks:
+    """Join tick arrays in order into one array."""
+    if len(bodies) == 1:
+        return bodies[0]
+    return np.concatenate(bodies) if bodies else empty_ticks()
+
+
+def mid(ticks: Ticks) -> npt.NDArray[np.float64]:
+    """Return the mid prices of `ticks`."""
+    return (ticks["bid"] + ticks["ask"]) / 2.0  # type: ignore[no-any-return]
+
+
+def as_dicts(ticks: Ticks) -> list[dict[str, Any]]:
+    """Return `ticks` as JSON-ready dicts with Python numbers (reserved field left out)."""
+    names = [n for n in TICK_DTYPE.names or () if n != "reserved"]
+    columns = {n: ticks[n].tolist() for n in names}
+    return [{n: columns[n][i] for n in names} for i in range(len(ticks))]
