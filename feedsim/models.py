@@ -64,7 +64,7 @@ class GBM:
 
     def advance(self, n: int) -> Floats:
         steps = self._step_mean + self._step_sd * self._rng.standard_normal(n)
-        path = self._log_price + np.cumsum(steps)
+        path = _carry_cumsum(self._log_price, steps)
         np.clip(path, self._log_min, self._log_max, out=path)
         if n:
             self._log_price = float(path[-1])
@@ -103,8 +103,10 @@ class Quoter:
         ask = np.maximum(ask, bid + tick)
         ticks["bid"] = np.round(bid, self._price_decimals)
         ticks["ask"] = np.round(ask, self._price_decimals)
-        ticks["bid_size"] = self._sizes(self._quote_size_rng, self._quote_size, n)
-        ticks["ask_size"] = self._sizes(self._quote_size_rng, self._quote_size, n)
+        # Drawn as (n, 2), bid and ask per tick together, so batching cannot reorder draws.
+        sizes = self._sizes(self._quote_size_rng, self._quote_size, (n, 2))
+        ticks["bid_size"] = sizes[:, 0]
+        ticks["ask_size"] = sizes[:, 1]
 
         # Two uniforms per tick, always drawn, so trade decisions do not depend on batching.
         u = self._trade_rng.random((n, 2))
@@ -122,19 +124,29 @@ class Quoter:
         last_size[has] = trade_size[idx[has]]
         ticks["last"] = last
         ticks["last_size"] = last_size
-        ticks["volume"] = self._volume + np.cumsum(np.where(traded, trade_size, 0.0))
+        volume = _carry_cumsum(self._volume, np.where(traded, trade_size, 0.0))
+        ticks["volume"] = np.round(volume, self._size_decimals)
         ticks["flags"] = np.where(traded, FLAG_TRADE, 0) | np.where(
             traded & buyer, FLAG_BUYER_AGGRESSOR, 0
         )
         if n:
             self._last = float(last[-1])
             self._last_size = float(last_size[-1])
-            self._volume = float(ticks["volume"][-1])
+            self._volume = float(volume[-1])  # unrounded, so batching cannot change the sums
         return ticks
 
-    def _sizes(self, rng: np.random.Generator, mean: float, n: int) -> Floats:
+    def _sizes(self, rng: np.random.Generator, mean: float, n: int | tuple[int, int]) -> Floats:
         """Lognormal sizes with the given mean, rounded to whole lots, at least one lot."""
         sigma = 0.8
         raw = rng.lognormal(math.log(mean) - sigma**2 / 2, sigma, n)
         lots = np.maximum(np.round(raw / self._lot), 1.0)
         return np.round(lots * self._lot, self._size_decimals)  # type: ignore[no-any-return]
+
+
+def _carry_cumsum(start: float, steps: Floats) -> Floats:
+    """Return start + running sums of steps, added strictly left to right.
+
+    Adding `start` first (not afterwards) makes the result bit-identical however a sequence is
+    split into batches, which is what keeps a seeded run reproducible.
+    """
+    return np.cumsum(np.concatenate(([start], steps)))[1:]  # type: ignore[no-any-return]

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# `make run`: start the whole system under supervisord, in the foreground; Ctrl-C stops it.
+# Uses the Redis at REDIS_URL when one answers, else starts a private one on MDS_PRIVATE_REDIS_PORT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+VENV=$(cd "$VENV" && pwd)
+. scripts/lib.sh
+
+mkdir -p var/supervisord.d
+rm -f var/supervisord.d/*.conf
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+if redis_reachable "$REDIS_URL"; then
+    echo "using Redis at $REDIS_URL"
+else
+    port=${MDS_PRIVATE_REDIS_PORT:-6390}
+    server=$(redis_server_binary)
+    echo "no Redis at $REDIS_URL; starting a private one ($server) on 127.0.0.1:$port"
+    cat > var/supervisord.d/redis.conf <<CONF
+[program:redis]
+command=$server --bind 127.0.0.1 --port $port --save "" --appendonly no --dir $PWD/var
+priority=1
+autorestart=true
+startsecs=1
+stdout_logfile=/dev/stdout
+stdout_logfile_maxbytes=0
+redirect_stderr=true
+CONF
+    export REDIS_URL="redis://127.0.0.1:$port/0"
+fi
+
+# gunicorn workers share their metrics through this directory; stale files from a previous run
+# would be counted again.
+export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/prometheus}
+rm -rf "$PROMETHEUS_MULTIPROC_DIR"
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+
+echo "REST http://127.0.0.1:${HTTP_PORT:-8080}/api/v1/prices  gRPC 127.0.0.1:${GRPC_PORT:-50051}  ZeroMQ ${FEED_PUB_ENDPOINT:-tcp://127.0.0.1:5555}"
+echo "status: $VENV/bin/supervisorctl -c supervisord.conf status"
+exec "$VENV/bin/supervisord" -n -c supervisord.conf

@@ -1,0 +1,101 @@
+"""The bridge's pure parts: sequence tracking and the fan-out hub's slow-consumer policy."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from bridge import SlowConsumer
+from bridge.fanout import ConflatingSubscriber, Hub, Subscriber
+from bridge.sequence import SequenceTracker
+from marketdata import wire
+
+
+def batch(symbol: str, seqs: list[int], session: int = 1, flags: int = 0) -> wire.TickBatch:
+    ticks = wire.empty_ticks(len(seqs))
+    ticks["seq"] = seqs
+    ticks["ts_ns"] = np.asarray(seqs) * 1000
+    ticks["bid"], ticks["ask"] = 100.0, 101.0
+    ticks["flags"] = flags
+    return wire.TickBatch(symbol, session, ticks)
+
+
+def test_tracker_counts_gaps_and_drops_repeats() -> None:
+    tracker = SequenceTracker()
+    first = tracker.observe(batch("A", [5], flags=wire.FLAG_SNAPSHOT))
+    assert first.fresh is not None and 0 == first.missed
+    assert 0 == int(first.fresh.ticks["flags"][0])  # a new tick downstream, not a replay
+    assert tracker.observe(batch("A", [5], flags=wire.FLAG_SNAPSHOT)).fresh is None
+    overlap = tracker.observe(batch("A", [5, 6, 7]))
+    assert overlap.fresh is not None and [6, 7] == overlap.fresh.ticks["seq"].tolist()
+    gap = tracker.observe(batch("A", [10, 11]))
+    assert 2 == gap.missed
+    assert (1, 11) == tracker.last("A")
+
+
+def test_tracker_notices_a_new_session() -> None:
+    tracker = SequenceTracker()
+    tracker.seed("A", session=1, seq=500)
+    observation = tracker.observe(batch("A", [1, 2], session=2))
+    assert observation.restarted and 0 == observation.missed
+    assert observation.fresh is not None and [1, 2] == observation.fresh.ticks["seq"].tolist()
+
+
+def test_hub_delivers_in_order_to_interested_subscribers() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        btc, everything = Subscriber(["BTC-USD"], 100), Subscriber(None, 100)
+        hub.add(btc)
+        hub.add(everything)
+        hub.publish(batch("BTC-USD", [1, 2]))
+        hub.publish(batch("ETH-USD", [1]))
+        hub.publish(batch("BTC-USD", [3]))
+        assert [[1, 2], [3]] == [b.ticks["seq"].tolist() for b in await btc.next()]
+        assert ["BTC-USD", "ETH-USD", "BTC-USD"] == [b.symbol for b in await everything.next()]
+
+    asyncio.run(scenario())
+
+
+def test_a_slow_subscriber_is_disconnected_without_affecting_others() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        slow, healthy = Subscriber(None, 10), Subscriber(None, 1000)
+        hub.add(slow)
+        hub.add(healthy)
+        dropped = []
+        for i in range(20):
+            dropped += hub.publish(batch("A", [i + 1]))
+            if i % 5 == 0:
+                await healthy.next()
+        assert [slow] == dropped
+        assert 1 == len(hub) and 1 == hub.slow_disconnects
+        with pytest.raises(SlowConsumer, match="more than 10 ticks behind"):
+            await slow.next()
+        assert 4 == len(await healthy.next())
+
+    asyncio.run(scenario())
+
+
+def test_conflating_subscriber_keeps_only_the_latest_per_symbol() -> None:
+    async def scenario() -> None:
+        sub = ConflatingSubscriber(None)
+        for i in range(1, 100):
+            sub.offer(batch("A", [i]))
+            sub.offer(batch("B", [i, i + 1000]))
+        latest = {b.symbol: b.ticks["seq"].tolist() for b in await sub.next()}
+        assert {"A": [99], "B": [1099]} == latest
+
+    asyncio.run(scenario())
+
+
+def test_closing_wakes_a_waiting_reader() -> None:
+    async def scenario() -> None:
+        sub = Subscriber(None, 10)
+        reader = asyncio.create_task(sub.next())
+        await asyncio.sleep(0)
+        sub.close("shutdown")
+        assert [] == await asyncio.wait_for(reader, 1)
+
+    asyncio.run(scenario())

@@ -1,0 +1,161 @@
+"""The feed's domain: seeded determinism, quoting invariants, scheduling. No I/O."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from feedsim import control
+from feedsim.config import FeedConfig, load_symbols
+from feedsim.engine import NS, Feed
+from marketdata import wire
+from marketdata.errors import ConfigError
+
+SYMBOLS = FeedConfig.from_env({}).symbols
+
+
+def _values(ticks: wire.Ticks) -> bytes:
+    """The tick values that must be reproducible (everything but the time)."""
+    copy = ticks.copy()
+    copy["ts_ns"] = 0
+    return copy.tobytes()
+
+
+def _run(seed: int, chunks: list[int]) -> dict[str, bytes]:
+    feed = Feed(SYMBOLS, seed, start_ns=0, max_batch=10**9)
+    out: dict[str, list[bytes]] = {s: [] for s in feed.symbols}
+    for symbol, stream in feed.symbols.items():
+        for n in chunks:
+            out[symbol].append(_values(stream.produce(n)))
+    return {s: b"".join(parts) for s, parts in out.items()}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, 60), min_size=1, max_size=8))
+def test_values_do_not_depend_on_batching(chunks: list[int]) -> None:
+    """Same seed, same ticks, however they are split into batches."""
+    assert _run(7, [sum(chunks)]) == _run(7, chunks)
+
+
+def test_same_seed_same_stream_hash_and_other_seed_differs() -> None:
+    def digest(seed: int) -> str:
+        h = hashlib.sha256()
+        for value in _run(seed, [500, 250]).values():
+            h.update(value)
+        return h.hexdigest()
+
+    assert digest(1) == digest(1)
+    assert digest(1) != digest(2)
+
+
+def test_a_symbols_values_do_not_depend_on_the_others() -> None:
+    alone = Feed(SYMBOLS[:1], 3, 0).symbols["BTC-USD"].produce(100)
+    together = Feed(SYMBOLS, 3, 0).symbols["BTC-USD"].produce(100)
+    assert _values(alone) == _values(together)
+
+
+def test_quotes_sit_on_the_tick_grid_around_the_mid() -> None:
+    feed = Feed(SYMBOLS, 11, 0)
+    for stream in feed.symbols.values():
+        ticks = stream.produce(5000)
+        tick = stream.instrument.tick_size
+        assert (ticks["ask"] > ticks["bid"]).all()
+        for side in ("bid", "ask", "last"):
+            steps = ticks[side] / tick
+            assert np.allclose(steps, np.round(steps), atol=1e-6)
+        spread_bps = (ticks["ask"] - ticks["bid"]) / wire.mid(ticks) * 1e4
+        assert spread_bps.min() >= stream.market.spread_bps - 1e-9
+        assert spread_bps.max() <= stream.market.spread_bps + 3 * tick / ticks["bid"].min() * 1e4
+        lots = ticks["bid_size"] / stream.instrument.lot_size
+        assert np.allclose(lots, np.round(lots)) and (lots >= 1).all()
+
+
+def test_trades_print_at_the_touch_and_volume_accumulates() -> None:
+    stream = Feed(SYMBOLS, 5, 0).symbols["ETH-USD"]
+    ticks = stream.produce(4000)
+    traded = (ticks["flags"] & wire.FLAG_TRADE) != 0
+    buyer = (ticks["flags"] & wire.FLAG_BUYER_AGGRESSOR) != 0
+    assert 0.2 < traded.mean() < 0.4  # trade_probability 0.3
+    assert (ticks["last"][traded & buyer] == ticks["ask"][traded & buyer]).all()
+    assert (ticks["last"][traded & ~buyer] == ticks["bid"][traded & ~buyer]).all()
+    assert not (buyer & ~traded).any()
+    assert np.isclose(ticks["volume"][-1], ticks["last_size"][traded].sum())
+    assert (np.diff(ticks["volume"]) >= 0).all()
+
+
+def test_gbm_volatility_matches_configuration() -> None:
+    stream = Feed(SYMBOLS, 9, 0).symbols["BTC-USD"]
+    mids = wire.mid(stream.produce(200_000))
+    r = np.diff(np.log(mids))
+    annualised = r.std() * np.sqrt(stream.market.rate * 365.25 * 86400)
+    assert annualised == pytest.approx(stream.market.volatility, rel=0.1)
+
+
+def test_schedule_produces_every_due_tick_with_its_time_and_sequence() -> None:
+    feed = Feed(SYMBOLS, 1, start_ns=1_000 * NS)
+    assert [] == feed.step(999 * NS).batches
+    first = feed.step(1_000 * NS + NS // 2).batches  # 10/s: ticks at +0.0 ... +0.5 s
+    assert {b.symbol: len(b) for b in first} == {"BTC-USD": 6, "ETH-USD": 6}
+    second = feed.step(1_001 * NS).batches
+    btc = [b for b in first + second if b.symbol == "BTC-USD"]
+    seq = np.concatenate([b.ticks["seq"] for b in btc])
+    ts = np.concatenate([b.ticks["ts_ns"] for b in btc])
+    assert list(range(1, 12)) == seq.tolist()
+    assert [1_000 * NS + k * NS // 10 for k in range(11)] == ts.tolist()
+    assert 1_001 * NS + NS // 10 == feed.next_due_ns()
+
+
+def test_a_stall_reanchors_instead_of_bursting() -> None:
+    feed = Feed(SYMBOLS, 1, start_ns=0)
+    feed.step(0)
+    result = feed.step(60 * NS, max_lag_ns=NS)
+    assert {"BTC-USD", "ETH-USD"} == set(result.reanchored)
+    assert all(len(b) == 1 for b in result.batches)
+    assert all(int(b.ticks["seq"][0]) == 2 for b in result.batches)  # no seq is skipped
+
+
+def test_control_snapshot_and_errors() -> None:
+    feed = Feed(SYMBOLS, 1, start_ns=0)
+    feed.step(NS)
+    cmd, reply = control.handle(feed, b'{"cmd": "snapshot", "id": 4}', NS)
+    body = orjson.loads(reply)
+    assert ("snapshot", True, 4) == (cmd, body["ok"], body["id"])
+    assert 11 == body["last"]["BTC-USD"]["seq"]
+    assert ["BTC-USD", "ETH-USD"] == [i["symbol"] for i in body["instruments"]]
+    for bad, message in [(b"{", "not JSON"), (b"[1]", "JSON object"),
+                         (b'{"cmd": "explode"}', "unknown cmd 'explode'"),
+                         (b"x" * 70_000, "limit")]:
+        cmd, reply = control.handle(feed, bad, NS)
+        assert "invalid" == cmd
+        assert message in orjson.loads(reply)["error"]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "at least one"),
+    ("[[symbol]]\nbase='BTC'\nquote='USD'\n", "'tick_size' must be a number"),
+    ("[[symbol]]\nbase='B$'\nquote='USD'\n", "base/quote"),
+    ("x = [", "not valid TOML"),
+])
+def test_bad_symbols_files_are_rejected_clearly(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "symbols.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_symbols(path)
+
+
+def test_bad_environment_is_rejected_clearly() -> None:
+    with pytest.raises(ConfigError, match="FEED_SEED='abc' is not an integer"):
+        FeedConfig.from_env({"FEED_SEED": "abc"})
+    with pytest.raises(ConfigError, match="cannot read"):
+        FeedConfig.from_env({"SYMBOLS_FILE": "/nonexistent/symbols.toml"})
+
+
+def test_tick_rate_override_applies_to_every_symbol() -> None:
+    config = FeedConfig.from_env({"FEED_TICK_RATE": "5000"})
+    assert {5000.0} == {s.market.rate for s in config.symbols}

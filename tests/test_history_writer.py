@@ -1,0 +1,134 @@
+"""The history writer against the real Redis: layout, batching, ids, retention, outages."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import redis
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+
+from bridge.history import HistoryMetrics, HistoryWriter, Keys, parse_id
+from marketdata import wire
+
+
+def batch(symbol: str, first: int, n: int, t0_ms: int, session: int = 1) -> wire.TickBatch:
+    ticks = wire.empty_ticks(n)
+    ticks["seq"] = np.arange(first, first + n)
+    ticks["ts_ns"] = (t0_ms + np.arange(n)) * 1_000_000
+    ticks["bid"] = 100.0 + np.arange(n)
+    ticks["ask"] = ticks["bid"] + 1
+    return wire.TickBatch(symbol, session, ticks)
+
+
+def stored(client: redis.Redis, key: str) -> tuple[list[tuple[int, int]], wire.Ticks]:
+    rows = client.xrange(key)
+    ids = [parse_id(entry_id) for entry_id, _ in rows]
+    ticks = wire.concat([wire.decode_body(fields[b"d"])[1] for _, fields in rows])
+    return ids, ticks
+
+
+def writer(url: str, prefix: str, **kwargs: object) -> tuple[HistoryWriter, aioredis.Redis]:
+    client = aioredis.Redis.from_url(url)
+    options: dict[str, object] = {"retention_ms": 3_600_000, "flush_interval_s": 0.0,
+                                  "max_pending_ticks": 1_000_000}
+    options.update(kwargs)
+    return HistoryWriter(client, Keys(prefix), HistoryMetrics(CollectorRegistry()),
+                         **options), client  # type: ignore[arg-type]
+
+
+def test_flush_writes_one_entry_per_symbol_keyed_by_tick_time(
+        redis_url: str, redis_prefix: str, redis_client: redis.Redis) -> None:
+    async def scenario() -> None:
+        w, client = writer(redis_url, redis_prefix)
+        w.add(batch("BTC-USD", 1, 3, t0_ms=1_000))
+        w.add(batch("BTC-USD", 4, 2, t0_ms=1_003))
+        w.add(batch("ETH-USD", 1, 1, t0_ms=1_000))
+        assert 6 == await w.flush()
+        w.add(batch("BTC-USD", 6, 1, t0_ms=1_003))  # same ms as the previous entry's start
+        assert 1 == await w.flush()
+        await client.aclose()
+
+    asyncio.run(scenario())
+    ids, ticks = stored(redis_client, f"{redis_prefix}ticks:BTC-USD")
+    assert [(1_000, 0), (1_003, 0)] == ids
+    assert list(range(1, 7)) == ticks["seq"].tolist()
+    assert 1 == redis_client.xlen(f"{redis_prefix}ticks:ETH-USD")
+
+
+def test_ids_stay_increasing_across_writer_restarts_and_clock_repeats(
+        redis_url: str, redis_prefix: str, redis_client: redis.Redis) -> None:
+    async def scenario() -> None:
+        for first in (1, 3):
+            w, client = writer(redis_url, redis_prefix)
+            w.add(batch("A", first, 2, t0_ms=5_000))  # the same tick time twice
+            await w.flush()
+            await client.aclose()
+
+    asyncio.run(scenario())
+    ids, ticks = stored(redis_client, f"{redis_prefix}ticks:A")
+    assert [(5_000, 0), (5_000, 1)] == ids
+    assert [1, 2, 3, 4] == ticks["seq"].tolist()
+
+
+def test_nothing_is_lost_while_redis_is_unreachable(
+        redis_url: str, redis_prefix: str, redis_client: redis.Redis) -> None:
+    async def scenario() -> None:
+        w, client = writer("redis://127.0.0.1:1/0", redis_prefix)
+        w.add(batch("A", 1, 5, t0_ms=1))
+        try:
+            await w.flush()
+        except (redis.RedisError, OSError):
+            pass
+        assert 5 == w.pending_ticks
+        await client.aclose()
+        w.client = aioredis.Redis.from_url(redis_url)
+        w.add(batch("A", 6, 5, t0_ms=6))
+        assert 10 == await w.flush()
+        await w.client.aclose()
+
+    asyncio.run(scenario())
+    _, ticks = stored(redis_client, f"{redis_prefix}ticks:A")
+    assert list(range(1, 11)) == ticks["seq"].tolist()
+
+
+def test_beyond_the_buffer_limit_the_oldest_ticks_are_dropped_and_counted(
+        redis_url: str, redis_prefix: str) -> None:
+    w, _ = writer(redis_url, redis_prefix, max_pending_ticks=10)
+    for i in range(5):
+        w.add(batch("A", 1 + 4 * i, 4, t0_ms=i))
+    assert w.pending_ticks <= 10
+    assert 12 == w.metrics.dropped._value.get()
+
+
+def test_stop_flushes_everything_received(
+        redis_url: str, redis_prefix: str, redis_client: redis.Redis) -> None:
+    async def scenario() -> None:
+        w, client = writer(redis_url, redis_prefix, flush_interval_s=0.05)
+        task = asyncio.create_task(w.run())
+        for i in range(50):
+            w.add(batch("A", 1 + i * 10, 10, t0_ms=i * 10))
+            await asyncio.sleep(0)
+        w.stop()
+        await asyncio.wait_for(task, 5)
+        await client.aclose()
+
+    asyncio.run(scenario())
+    _, ticks = stored(redis_client, f"{redis_prefix}ticks:A")
+    assert list(range(1, 501)) == ticks["seq"].tolist()
+
+
+def test_old_entries_are_trimmed_by_tick_time(
+        redis_url: str, redis_prefix: str, redis_client: redis.Redis) -> None:
+    async def scenario() -> None:
+        w, client = writer(redis_url, redis_prefix, retention_ms=1_000)
+        for i in range(300):  # 300 entries, 100 ms apart: only the last ~1 s is kept
+            w.add(batch("A", i + 1, 1, t0_ms=i * 100))
+            await w.flush()
+        await client.aclose()
+
+    asyncio.run(scenario())
+    ids, _ = stored(redis_client, f"{redis_prefix}ticks:A")
+    assert 300 > len(ids)
+    assert ids[-1] == (29_900, 0)
