@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 from bridge import SlowConsumer
 from marketdata import wire
@@ -31,7 +32,16 @@ class Subscriber:
         self._queue: deque[wire.TickBatch] = deque()
         self._ticks = 0
         self._ready = asyncio.Event()
+        self._task: asyncio.Task[Any] | None = None
         self.closed: str | None = None
+
+    def attach(self, task: asyncio.Task[Any] | None) -> None:
+        """Name the task serving this subscriber; it is cancelled if the subscriber is too slow.
+
+        A stalled client blocks its task in a flow-controlled write, where it would never see
+        the overflow; cancelling it is what ends the call.
+        """
+        self._task = task
 
     def wants(self, symbol: str) -> bool:
         """Return whether this subscriber receives `symbol`."""
@@ -43,6 +53,8 @@ class Subscriber:
             return False
         if self._ticks + len(batch) > self.max_ticks:
             self.close("slow_consumer")
+            if self._task is not None:
+                self._task.cancel()
             return False
         self._queue.append(batch)
         self._ticks += len(batch)
@@ -56,6 +68,11 @@ class Subscriber:
             self._queue.clear()
             self._ticks = 0
             self._ready.set()
+
+    def overflow_message(self) -> str:
+        """Say why a slow subscriber was disconnected, for the client."""
+        return (f"stream fell more than {self.max_ticks} ticks behind and was disconnected; "
+                "reconnect to resume from the latest tick")
 
     @property
     def queued_ticks(self) -> int:
@@ -71,9 +88,7 @@ class Subscriber:
         while not self._queue:
             if self.closed is not None:
                 if self.closed == "slow_consumer":
-                    raise SlowConsumer(
-                        f"stream fell more than {self.max_ticks} ticks behind and was "
-                        "disconnected; reconnect to resume from the latest tick")
+                    raise SlowConsumer(self.overflow_message())
                 return []
             self._ready.clear()
             await self._ready.wait()

@@ -14,6 +14,7 @@ import zmq.asyncio
 
 from bridge import FeedUnavailable
 from marketdata import wire
+from marketdata.errors import WireError
 from marketdata.symbols import Instrument, Instruments
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class TickSubscription:
 
     def __init__(self, context: zmq.asyncio.Context, endpoint: str,
                  on_batch: Callable[[wire.TickBatch], None],
-                 on_bad_message: Callable[[wire.WireError], None], rcvhwm: int = 1_000_000) -> None:
+                 on_bad_message: Callable[[WireError], None], rcvhwm: int = 1_000_000) -> None:
         self.socket = context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.RCVHWM, rcvhwm)
@@ -98,7 +99,7 @@ class TickSubscription:
     def _handle(self, frames: list[memoryview]) -> None:
         try:
             batch = wire.decode(frames)
-        except wire.WireError as exc:
+        except WireError as exc:
             self.on_bad_message(exc)
             return
         self.on_batch(batch)

@@ -25,6 +25,7 @@ import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass, field
+from typing import cast
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -33,6 +34,9 @@ from redis.exceptions import RedisError, ResponseError
 from marketdata import wire
 
 log = logging.getLogger(__name__)
+
+StreamRows = list[tuple[bytes, dict[bytes, bytes]]]
+"""What XRANGE/XREVRANGE return with a client that does not decode responses."""
 
 ENTRY_MAX_TICKS = 4096  # keeps one stream entry (and one XRANGE row) small
 
@@ -204,7 +208,7 @@ class HistoryWriter:
         return written
 
     async def _stream_last_id(self, symbol: str) -> tuple[int, int]:
-        rows = await self.client.xrevrange(self.keys.ticks(symbol), count=1)
+        rows = cast(StreamRows, await self.client.xrevrange(self.keys.ticks(symbol), count=1))
         return parse_id(rows[0][0]) if rows else (0, 0)
 
     async def _supports_minid(self) -> bool:
@@ -245,7 +249,7 @@ def _entries(batches: deque[wire.TickBatch]) -> list[tuple[int, wire.Ticks]]:
     size = 0
     session = batches[0].session if batches else 0
     for batch in batches:
-        if batch.session != session or size + len(batch) > ENTRY_MAX_TICKS and group:
+        if batch.session != session or (size + len(batch) > ENTRY_MAX_TICKS and group):
             out.append((session, wire.concat(group)))
             group, size, session = [], 0, batch.session
         group.append(batch.ticks)

@@ -9,9 +9,11 @@ tick already received before Redis is closed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import time
+from typing import cast
 
 import grpc
 import orjson
@@ -27,12 +29,14 @@ from bridge import FeedUnavailable
 from bridge.config import BridgeConfig
 from bridge.fanout import Hub
 from bridge.feed import ControlClient, FeedState, TickSubscription
-from bridge.history import HistoryMetrics, HistoryWriter, Keys
-from bridge.sequence import SequenceTracker
+from bridge.history import HistoryMetrics, HistoryWriter, Keys, StreamRows
 from bridge.service import MarketDataService, StreamMetrics
+from marketdata import logs, wire
 from marketdata import marketdata_pb2 as pb
 from marketdata import marketdata_pb2_grpc as pb_grpc
-from marketdata import wire
+from marketdata.errors import ConfigError, WireError
+from marketdata.sequence import SequenceTracker
+from marketdata.settings import environ
 from marketdata.symbols import Instruments
 
 log = logging.getLogger(__name__)
@@ -89,7 +93,8 @@ class Bridge:
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.http2.max_pings_without_data", 0),
         ])
-        pb_grpc.add_MarketDataServiceServicer_to_server(self.service, self.server)
+        pb_grpc.add_MarketDataServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
@@ -173,7 +178,7 @@ class Bridge:
         self.feed_metrics.ticks.labels(batch.symbol).inc(len(fresh))
         self.feed_metrics.last_tick.labels(batch.symbol).set(int(fresh.ticks["ts_ns"][-1]) / 1e9)
 
-    def _on_bad_message(self, error: wire.WireError) -> None:
+    def _on_bad_message(self, error: WireError) -> None:
         self.feed_metrics.bad.inc()
         log.warning("bad message from feed", extra={"error": str(error)})
 
@@ -206,12 +211,13 @@ class Bridge:
             raw = await self.redis.get(self.keys.instruments)
             symbols = [d["symbol"] for d in orjson.loads(raw)] if raw else []
             for symbol in symbols:
-                rows = await self.redis.xrevrange(self.keys.ticks(symbol), count=1)
+                rows = cast(StreamRows, await self.redis.xrevrange(self.keys.ticks(symbol),
+                                                                   count=1))
                 if rows:
                     session, ticks = wire.decode_body(rows[0][1][b"d"])
                     self.tracker.seed(symbol, session, int(ticks["seq"][-1]))
                     self.state.update(wire.TickBatch(symbol, session, ticks))
-        except (RedisError, OSError, wire.WireError, orjson.JSONDecodeError, KeyError) as exc:
+        except (RedisError, OSError, WireError, orjson.JSONDecodeError, KeyError) as exc:
             log.warning("could not resume from history", extra={"error": str(exc)})
 
 
@@ -228,7 +234,7 @@ async def run(config: BridgeConfig, registry: CollectorRegistry) -> None:
     bridge = Bridge(config, registry)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, lambda s=signum: _on_signal(bridge, s))
+        loop.add_signal_handler(signum, functools.partial(_on_signal, bridge, signum))
     await bridge.start()
     await bridge.serve()
 
@@ -240,10 +246,6 @@ def _on_signal(bridge: Bridge, signum: int) -> None:
 
 def main() -> None:
     """Entry point: read config and run the bridge."""
-    from marketdata import logs
-    from marketdata.errors import ConfigError
-    from marketdata.settings import environ
-
     try:
         config = BridgeConfig.from_env(environ())
     except ConfigError as exc:

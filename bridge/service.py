@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import grpc
 import numpy as np
+from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from bridge import SlowConsumer
@@ -82,8 +83,7 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
         return pb.ListSymbolsResponse(symbols=[pb.Symbol(**i.to_dict()) for i in instruments])
 
     async def StreamPrices(self, request: pb.StreamPricesRequest,
-                           context: grpc.aio.ServicerContext[Any, Any]
-                           ) -> AsyncIterator[pb.PriceUpdate]:
+                           context: grpc.aio.ServicerContext[Any, Any]) -> None:
         _start_call(context)
         symbols = await self._resolve(context, request.symbols)
         interval_ms = request.update_interval_ms
@@ -94,27 +94,30 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
         subscriber: Subscriber = (ConflatingSubscriber(symbols) if interval_ms
                                   else Subscriber(symbols, self.queue_ticks))
         previous: dict[str, float] = {}
-        async for batches in self._stream(context, "StreamPrices", subscriber, symbols):
-            for batch in batches:
-                for update in self._price_updates(batch, previous):
-                    yield update
-            if interval_ms:
-                await asyncio.sleep(interval_ms / 1000)
+
+        def render(batches: list[wire.TickBatch]) -> list[pb.PriceUpdate]:
+            return [u for batch in batches for u in self._price_updates(batch, previous)]
+
+        await self._stream(context, "StreamPrices", subscriber, symbols, render,
+                           interval_ms / 1000)
 
     async def StreamTicks(self, request: pb.StreamTicksRequest,
-                          context: grpc.aio.ServicerContext[Any, Any]
-                          ) -> AsyncIterator[pb.TickBatch]:
+                          context: grpc.aio.ServicerContext[Any, Any]) -> None:
         _start_call(context)
         symbols = await self._resolve(context, request.symbols)
         subscriber = Subscriber(symbols, self.queue_ticks)
-        async for batches in self._stream(context, "StreamTicks", subscriber, symbols):
-            for message in _tick_messages(batches):
-                yield message
+        await self._stream(context, "StreamTicks", subscriber, symbols, _tick_messages, 0.0)
 
     async def _stream(self, context: grpc.aio.ServicerContext[Any, Any], rpc: str,
-                      subscriber: Subscriber, symbols: Sequence[str]
-                      ) -> AsyncIterator[list[wire.TickBatch]]:
-        """Yield the snapshot, then queued batches until the client leaves or falls behind."""
+                      subscriber: Subscriber, symbols: Sequence[str],
+                      render: Callable[[list[wire.TickBatch]], Sequence[Message]],
+                      interval_s: float) -> None:
+        """Send the snapshot, then queued batches until the client leaves or falls behind.
+
+        Writes wait for HTTP/2 flow control, so a stalled client blocks only its own handler;
+        when its queue overflows the hub cancels that write and the call ends with
+        RESOURCE_EXHAUSTED.
+        """
         # No await between reading the latest ticks and joining the hub: nothing is missed
         # and nothing is sent twice.
         snapshot = []
@@ -124,15 +127,21 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
                 tick = latest[1].copy()
                 tick["flags"] |= wire.FLAG_SNAPSHOT
                 snapshot.append(wire.TickBatch(symbol, latest[0], tick))
+        subscriber.attach(asyncio.current_task())
         self.hub.add(subscriber)
         self.metrics.active.labels(rpc).inc()
+        sent = self.metrics.sent.labels(rpc)
         log.info("stream opened", extra={"rpc": rpc, "symbols": list(symbols),
                                          "peer": context.peer()})
         reason = "client_left"
         try:
-            if snapshot:
-                yield snapshot
+            batches = snapshot
             while True:
+                for message in render(batches):
+                    await context.write(message)
+                sent.inc(sum(len(b) for b in batches))
+                if interval_s:
+                    await asyncio.sleep(interval_s)
                 batches = await subscriber.next()
                 if not batches:
                     reason = subscriber.closed or "closed"
@@ -140,17 +149,22 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
                         await context.abort(grpc.StatusCode.UNAVAILABLE,
                                             "bridge is shutting down; reconnect")
                     return
-                self.metrics.sent.labels(rpc).inc(sum(len(b) for b in batches))
-                yield batches
-        except SlowConsumer as exc:
+        except asyncio.CancelledError:
+            if subscriber.closed != "slow_consumer":
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
             reason = "slow_consumer"
-            self.metrics.disconnects.labels(reason).inc()
-            log.warning("slow consumer disconnected", extra={"rpc": rpc, "peer": context.peer()})
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        except SlowConsumer:
+            reason = "slow_consumer"
         finally:
             self.hub.remove(subscriber)
             self.metrics.active.labels(rpc).dec()
             log.info("stream closed", extra={"rpc": rpc, "reason": reason})
+        self.metrics.disconnects.labels(reason).inc()
+        log.warning("slow consumer disconnected", extra={"rpc": rpc, "peer": context.peer()})
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, subscriber.overflow_message())
 
     def _price_updates(self, batch: wire.TickBatch, previous: dict[str, float]
                        ) -> list[pb.PriceUpdate]:

@@ -122,8 +122,8 @@ def _symbol(path: Path, index: int, entry: Any, rate_override: float | None) -> 
         mean_quote_size=number("mean_quote_size"),
     )
     if not instrument.min_price <= market.price <= instrument.max_price:
-        raise ConfigError(f"{where} ({symbol}): price {market.price} is outside "
-                          f"[min_price, max_price] = [{instrument.min_price}, {instrument.max_price}]")
+        raise ConfigError(f"{where} ({symbol}): price {market.price} is outside [min_price, "
+                          f"max_price] = [{instrument.min_price}, {instrument.max_price}]")
     if market.trade_probability > 1:
         raise ConfigError(f"{where} ({symbol}): 'trade_probability' must be <= 1")
     return SymbolConfig(instrument, market)

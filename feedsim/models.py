@@ -140,7 +140,7 @@ class Quoter:
         sigma = 0.8
         raw = rng.lognormal(math.log(mean) - sigma**2 / 2, sigma, n)
         lots = np.maximum(np.round(raw / self._lot), 1.0)
-        return np.round(lots * self._lot, self._size_decimals)  # type: ignore[no-any-return]
+        return np.round(lots * self._lot, self._size_decimals)
 
 
 def _carry_cumsum(start: float, steps: Floats) -> Floats:
@@ -149,4 +149,4 @@ def _carry_cumsum(start: float, steps: Floats) -> Floats:
     Adding `start` first (not afterwards) makes the result bit-identical however a sequence is
     split into batches, which is what keeps a seeded run reproducible.
     """
-    return np.cumsum(np.concatenate(([start], steps)))[1:]  # type: ignore[no-any-return]
+    return np.cumsum(np.concatenate(([start], steps)))[1:]

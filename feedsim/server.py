@@ -22,7 +22,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from feedsim import control
 from feedsim.config import FeedConfig
 from feedsim.engine import Feed
-from marketdata import wire
+from marketdata import logs, wire
+from marketdata.errors import ConfigError
+from marketdata.settings import environ
 
 log = logging.getLogger(__name__)
 
@@ -173,10 +175,6 @@ class FeedServer:
 
 def main() -> None:
     """Entry point: read config, build the feed, serve until SIGTERM or SIGINT."""
-    from marketdata import logs
-    from marketdata.errors import ConfigError
-    from marketdata.settings import environ
-
     try:
         config = FeedConfig.from_env(environ())
     except ConfigError as exc:

@@ -6,6 +6,7 @@ a missing or malformed variable into a ConfigError that names it.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 
@@ -42,7 +43,7 @@ def env_float(env: Mapping[str, str], name: str, default: float, *, minimum: flo
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if value != value:  # NaN
+    if math.isnan(value):
         raise ConfigError(f"{name} is NaN")
     _check_bounds(name, value, minimum, maximum)
     return value

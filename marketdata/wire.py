@@ -156,7 +156,7 @@ def decode_body(body: bytes | memoryview) -> tuple[int, Ticks]:
         ticks = np.frombuffer(body, dtype=TICK_DTYPE, count=count, offset=header_len)
     else:
         # A newer writer appended fields: read the ones we know, skip the rest.
-        wide = np.dtype({
+        wide = np.dtype({  # type: ignore[call-overload]
             "names": list(TICK_DTYPE.names or ()),
             "formats": [TICK_DTYPE.fields[n][0] for n in TICK_DTYPE.names or ()],  # type: ignore[index]
             "offsets": [TICK_DTYPE.fields[n][1] for n in TICK_DTYPE.names or ()],  # type: ignore[index]

@@ -9,8 +9,8 @@ import pytest
 
 from bridge import SlowConsumer
 from bridge.fanout import ConflatingSubscriber, Hub, Subscriber
-from bridge.sequence import SequenceTracker
 from marketdata import wire
+from marketdata.sequence import SequenceTracker
 
 
 def batch(symbol: str, seqs: list[int], session: int = 1, flags: int = 0) -> wire.TickBatch:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import numpy as np
 import redis
@@ -77,10 +78,8 @@ def test_nothing_is_lost_while_redis_is_unreachable(
     async def scenario() -> None:
         w, client = writer("redis://127.0.0.1:1/0", redis_prefix)
         w.add(batch("A", 1, 5, t0_ms=1))
-        try:
+        with contextlib.suppress(redis.RedisError, OSError):
             await w.flush()
-        except (redis.RedisError, OSError):
-            pass
         assert 5 == w.pending_ticks
         await client.aclose()
         w.client = aioredis.Redis.from_url(redis_url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 
 import numpy as np
@@ -77,10 +78,8 @@ def test_malformed_messages_raise_wire_error(frames: list[bytes], message: str) 
 
 @given(st.lists(st.binary(max_size=200), max_size=3))
 def test_decode_never_raises_anything_but_wire_error(frames: list[bytes]) -> None:
-    try:
+    with contextlib.suppress(WireError):
         wire.decode(frames)
-    except WireError:
-        pass
 
 
 def test_as_dicts_gives_python_numbers() -> None:

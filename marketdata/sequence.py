@@ -1,4 +1,7 @@
-"""Per-symbol sequence tracking: drop repeats, count gaps, notice feed restarts. Pure."""
+"""Per-symbol sequence tracking for any subscriber: drop repeats, count gaps, notice restarts.
+
+Pure; the bridge uses it, and so can a ZeroMQ client (see the README example).
+"""
 
 from __future__ import annotations
 

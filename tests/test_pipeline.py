@@ -1,0 +1,309 @@
+"""feedsim -> ZeroMQ -> bridge -> gRPC + Redis, with the real processes and the real Redis."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import redis
+import zmq
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+from bridge.service import ticks_from_message
+from marketdata import marketdata_pb2 as pb
+from marketdata import wire
+from marketdata.sequence import SequenceTracker
+from tests.system import System, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def feed_and_bridge(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[System]:
+    prefix = f"mds-test:pipeline-{time.monotonic_ns()}:"
+    system = System.configure(tmp_path_factory.mktemp("pipeline"), redis_url, prefix,
+                              FEED_TICK_RATE="200")
+    system.start("feedsim", "bridge")
+    try:
+        system.wait_grpc_serving()
+        yield system
+    finally:
+        system.kill_all()
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def collect_ticks(system: System, symbols: list[str], per_symbol: int
+                  ) -> dict[str, wire.Ticks]:
+    """Stream until every symbol has `per_symbol` ticks; return them by symbol."""
+    got: dict[str, list[wire.Ticks]] = {s: [] for s in symbols}
+    with system.channel() as channel:
+        for message in system.stub(channel).StreamTicks(pb.StreamTicksRequest(symbols=symbols),
+                                                        timeout=30):
+            got[message.symbol].append(ticks_from_message(message))
+            if all(sum(map(len, parts)) >= per_symbol for parts in got.values()):
+                break
+    return {s: np.concatenate(parts) for s, parts in got.items()}
+
+
+def test_stream_ticks_delivers_every_tick_in_order(feed_and_bridge: System) -> None:
+    ticks = collect_ticks(feed_and_bridge, ["BTC-USD", "ETH-USD"], 300)
+    for symbol, t in ticks.items():
+        seq = t["seq"].astype(np.int64)
+        assert (np.diff(seq) == 1).all(), f"{symbol}: gap or reorder in {seq.tolist()}"
+        assert (np.diff(t["ts_ns"]) > 0).all()
+        assert (t["ask"] > t["bid"]).all()
+        assert t["flags"][0] & wire.FLAG_SNAPSHOT  # the stream opens with the latest tick
+        assert not (t["flags"][1:] & wire.FLAG_SNAPSHOT).any()
+
+
+def test_stream_prices_keeps_the_original_contract(feed_and_bridge: System) -> None:
+    updates: list[pb.PriceUpdate] = []
+    with feed_and_bridge.channel() as channel:
+        stream = feed_and_bridge.stub(channel).StreamPrices(
+            pb.StreamPricesRequest(symbols=["btc/usd"]), timeout=30)
+        for update in stream:
+            updates.append(update)
+            if len(updates) == 50:
+                break
+    assert {"BTC-USD"} == {u.symbol for u in updates}
+    assert list(range(updates[0].seq, updates[0].seq + 50)) == [u.seq for u in updates]
+    for previous, update in itertools.pairwise(updates):
+        assert update.price == pytest.approx((update.bid + update.ask) / 2)
+        assert update.change_info.previous_price == pytest.approx(previous.price)
+        assert update.change_info.change == pytest.approx(update.price - previous.price)
+        assert update.timestamp == update.ts_ns // 1_000_000
+        assert update.source == "bridge-1"
+        assert update.volume >= previous.volume
+
+
+def test_stream_prices_conflates_at_the_requested_interval(feed_and_bridge: System) -> None:
+    times: list[float] = []
+    with feed_and_bridge.channel() as channel:
+        stream = feed_and_bridge.stub(channel).StreamPrices(
+            pb.StreamPricesRequest(symbols=["ETH-USD"], update_interval_ms=200), timeout=30)
+        for _ in stream:
+            times.append(time.monotonic())
+            if len(times) == 6:
+                break
+    gaps = np.diff(times[1:])  # the first update is the snapshot
+    assert gaps.min() > 0.15, gaps  # the feed ticks every 5 ms; the stream sends every 200 ms
+
+
+def test_get_price_and_list_symbols(feed_and_bridge: System) -> None:
+    with feed_and_bridge.channel() as channel:
+        stub = feed_and_bridge.stub(channel)
+        price = stub.GetPrice(pb.GetPriceRequest(symbol="ethusd"), timeout=5)
+        symbols = stub.ListSymbols(pb.ListSymbolsRequest(), timeout=5)
+    assert "ETH-USD" == price.symbol
+    assert price.bid < price.price < price.ask
+    assert abs(time.time_ns() - price.ts_ns) < 5e9
+    assert ["BTC-USD", "ETH-USD"] == [s.symbol for s in symbols.symbols]
+    assert 0.01 == symbols.symbols[0].tick_size
+
+
+@pytest.mark.parametrize(("call", "code", "text"), [
+    (lambda s: s.GetPrice(pb.GetPriceRequest(symbol="XYZ-USD"), timeout=5),
+     grpc.StatusCode.NOT_FOUND, "unknown symbol 'XYZ-USD'"),
+    (lambda s: s.GetPrice(pb.GetPriceRequest(symbol="!!"), timeout=5),
+     grpc.StatusCode.INVALID_ARGUMENT, "not a symbol"),
+    (lambda s: s.GetPrice(pb.GetPriceRequest(symbol=""), timeout=5),
+     grpc.StatusCode.INVALID_ARGUMENT, "empty"),
+    (lambda s: next(s.StreamPrices(pb.StreamPricesRequest(symbols=["BTC-USD"],
+                                                          update_interval_ms=-5), timeout=5)),
+     grpc.StatusCode.INVALID_ARGUMENT, "update_interval_ms"),
+    (lambda s: next(s.StreamTicks(pb.StreamTicksRequest(symbols=["BTC-USD", "DOGE-USD"]),
+                                  timeout=5)),
+     grpc.StatusCode.NOT_FOUND, "DOGE-USD"),
+])
+def test_bad_requests_get_clear_status_codes(feed_and_bridge: System, call, code, text) -> None:  # type: ignore[no-untyped-def]
+    with feed_and_bridge.channel() as channel, pytest.raises(grpc.RpcError) as info:
+        call(feed_and_bridge.stub(channel))
+    assert code == info.value.code()
+    assert text in info.value.details()
+
+
+def test_health_and_reflection_for_stock_tools(feed_and_bridge: System) -> None:
+    with feed_and_bridge.channel() as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = health.Check(health_pb2.HealthCheckRequest(service="marketdata.MarketDataService"),
+                             timeout=5)
+        assert health_pb2.HealthCheckResponse.SERVING == reply.status
+        database = ProtoReflectionDescriptorDatabase(channel)
+        services = database.get_services()
+        assert "marketdata.MarketDataService" in services
+        assert "grpc.health.v1.Health" in services
+        method = database.FindFileContainingSymbol("marketdata.MarketDataService")
+        assert "marketdata/marketdata.proto" == method.name
+
+
+def test_history_in_redis_holds_what_was_streamed(feed_and_bridge: System,
+                                                  redis_client: redis.Redis) -> None:
+    streamed = collect_ticks(feed_and_bridge, ["BTC-USD"], 200)["BTC-USD"]
+    key = f"{feed_and_bridge.env['REDIS_PREFIX']}ticks:BTC-USD"
+
+    def stored_through_last() -> list[wire.Ticks] | None:
+        rows = redis_client.xrange(key)
+        ticks = wire.concat([wire.decode_body(f[b"d"])[1] for _, f in rows])
+        return [ticks] if len(ticks) and ticks["seq"][-1] >= streamed["seq"][-1] else None
+
+    (stored,) = wait_for("history to catch up", stored_through_last, 10)
+    index = {int(s): i for i, s in enumerate(stored["seq"])}
+    rows = stored[[index[int(s)] for s in streamed["seq"][1:]]]  # [0] is the snapshot
+    for name in ("seq", "ts_ns", "bid", "ask", "last", "volume"):
+        assert streamed[name][1:].tolist() == rows[name].tolist()
+    assert (np.diff(stored["seq"].astype(np.int64)) == 1).all()
+
+
+def test_zmq_subscriber_decodes_ticks_by_topic_prefix(feed_and_bridge: System) -> None:
+    context = zmq.Context.instance()
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RCVTIMEO, 5000)
+    sub.setsockopt(zmq.SUBSCRIBE, wire.subscription("BTC-USD"))
+    sub.connect(feed_and_bridge.env["FEED_PUB_ENDPOINT"])
+    try:
+        batches = [wire.decode(sub.recv_multipart()) for _ in range(20)]
+    finally:
+        sub.close()
+    assert {"BTC-USD"} == {b.symbol for b in batches}
+    tracker = SequenceTracker()  # drops the last-value replay when a live tick came first
+    fresh = [o.fresh for o in map(tracker.observe, batches) if o.fresh is not None]
+    seq = np.concatenate([b.ticks["seq"] for b in fresh]).astype(np.int64)
+    assert (np.diff(seq) == 1).all()
+    assert len(seq) >= 19
+
+
+def test_metrics_endpoints_count_the_feed(feed_and_bridge: System) -> None:
+    for port_var, name in (("FEED_METRICS_PORT", "feedsim_ticks_total"),
+                           ("BRIDGE_METRICS_PORT", "bridge_ticks_received_total")):
+        url = f"http://127.0.0.1:{feed_and_bridge.env[port_var]}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        match = re.search(rf'^{name}{{symbol="BTC-USD"}} (\S+)$', text, re.MULTILINE)
+        assert match and float(match.group(1)) > 0, text[:500]
+
+
+def test_late_joining_zmq_subscriber_gets_the_last_value_at_once(
+        tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    """With a tick every 20 s, a new subscriber still gets the current state immediately."""
+    system = System.configure(tmp_path, redis_url, redis_prefix, FEED_TICK_RATE="0.05")
+    system.start("feedsim")
+    context = zmq.Context.instance()
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RCVTIMEO, 3000)
+    try:
+        control = context.socket(zmq.REQ)
+        control.setsockopt(zmq.LINGER, 0)
+        control.setsockopt(zmq.RCVTIMEO, 5000)
+        control.connect(system.env["FEED_CONTROL_ENDPOINT"])
+        control.send(b'{"cmd": "snapshot"}')
+        snapshot = __import__("orjson").loads(control.recv())
+        control.close()
+        assert snapshot["last"]["ETH-USD"]["seq"] == 1
+        time.sleep(0.5)
+        sub.setsockopt(zmq.SUBSCRIBE, wire.subscription("ETH-USD"))
+        sub.connect(system.env["FEED_PUB_ENDPOINT"])
+        started = time.monotonic()
+        batch = wire.decode(sub.recv_multipart())
+        assert time.monotonic() - started < 2.0
+        assert "ETH-USD" == batch.symbol
+        assert [1] == batch.ticks["seq"].tolist()
+        assert batch.ticks["flags"][0] & wire.FLAG_SNAPSHOT
+        assert snapshot["last"]["ETH-USD"]["bid"] == batch.ticks["bid"][0]
+    finally:
+        sub.close()
+        system.kill_all()
+
+
+def test_a_stalled_stream_does_not_slow_a_healthy_one(
+        tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    system = System.configure(tmp_path, redis_url, redis_prefix, FEED_TICK_RATE="10000",
+                              STREAM_QUEUE_TICKS="20000")
+    system.start("feedsim", "bridge")
+    try:
+        system.wait_grpc_serving()
+        stalled_channel = system.channel()
+        stalled = system.stub(stalled_channel).StreamTicks(pb.StreamTicksRequest(), timeout=60)
+        next(stalled)  # opened, then never read again
+
+        received: list[wire.Ticks] = []
+        started = time.monotonic()
+        with system.channel() as channel:
+            for message in system.stub(channel).StreamTicks(
+                    pb.StreamTicksRequest(symbols=["BTC-USD"]), timeout=60):
+                received.append(ticks_from_message(message))
+                if time.monotonic() - started > 6:
+                    break
+        elapsed = time.monotonic() - started
+        seq = np.concatenate(received)["seq"].astype(np.int64)
+        assert (np.diff(seq) == 1).all()
+        assert len(seq) / elapsed > 0.8 * 10_000  # the healthy stream keeps the feed's pace
+
+        metrics_url = f"http://127.0.0.1:{system.env['BRIDGE_METRICS_PORT']}/metrics"
+
+        def disconnected() -> bool:
+            with urllib.request.urlopen(metrics_url, timeout=5) as response:
+                text = response.read().decode()
+            return 'bridge_stream_disconnects_total{reason="slow_consumer"} 1.0' in text
+
+        wait_for("the stalled stream to be disconnected", disconnected, 30)
+        with pytest.raises(grpc.RpcError) as info:
+            for _ in stalled:
+                pass
+        assert grpc.StatusCode.RESOURCE_EXHAUSTED == info.value.code()
+        assert "fell more than 20000 ticks behind" in info.value.details()
+        stalled_channel.close()
+    finally:
+        system.kill_all()
+
+
+def test_sigterm_shuts_down_cleanly_and_flushes_history(
+        tmp_path: Path, redis_url: str, redis_prefix: str, redis_client: redis.Redis) -> None:
+    system = System.configure(tmp_path, redis_url, redis_prefix, FEED_TICK_RATE="2000")
+    system.start("feedsim", "bridge")
+    try:
+        system.wait_grpc_serving()
+        errors: list[grpc.RpcError] = []
+        last_seq: list[int] = []
+
+        def consume() -> None:
+            with system.channel() as channel:
+                try:
+                    for m in system.stub(channel).StreamTicks(
+                            pb.StreamTicksRequest(symbols=["BTC-USD"]), timeout=30):
+                        last_seq.append(m.seq[-1])
+                except grpc.RpcError as exc:
+                    errors.append(exc)
+
+        reader = threading.Thread(target=consume)
+        reader.start()
+        wait_for("ticks on the stream", lambda: len(last_seq) > 10, 10)
+        assert 0 == system.stop("bridge")
+        reader.join(10)
+        assert errors and grpc.StatusCode.UNAVAILABLE == errors[0].code()
+        assert 0 == system.stop("feedsim")
+    finally:
+        system.kill_all()
+    bridge_events = {line["event"]: line for line in system.logs("bridge")}
+    assert 0 == bridge_events["bridge stopped"]["unflushed_ticks"]
+    feed_events = {line["event"]: line for line in system.logs("feedsim")}
+    assert "feedsim stopped" in feed_events
+    rows = redis_client.xrevrange(f"{redis_prefix}ticks:BTC-USD", count=1)
+    stored_last = int(wire.decode_body(rows[0][1][b"d"])[1]["seq"][-1])
+    assert stored_last >= last_seq[-1]  # everything streamed before the stop is in history
