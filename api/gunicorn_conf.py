@@ -1,0 +1,51 @@
+"""gunicorn settings for the API: ``gunicorn -c api/gunicorn_conf.py 'api.app:get_app()'``.
+
+HTTP_HOST (default 127.0.0.1) and HTTP_PORT (default 8080) give the bind address, API_WORKERS
+(default 2) the number of sync workers. Requests are logged by the app's middleware, so the access
+log is off. With PROMETHEUS_MULTIPROC_DIR set, workers write metrics to files there; the directory
+is created (and emptied of old files) at startup and a dead worker's files are marked dead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import multiprocess
+
+from marketdata.settings import env_int, env_str, environ
+
+_env = environ()
+_host = env_str(_env, "HTTP_HOST", "127.0.0.1")
+_port = env_int(_env, "HTTP_PORT", 8080, minimum=1, maximum=65535)
+
+bind = f"{_host}:{_port}"
+workers = env_int(_env, "API_WORKERS", 2, minimum=1, maximum=64)
+worker_class = "sync"
+timeout = 30
+graceful_timeout = 10
+accesslog = None
+errorlog = "-"
+loglevel = "info"
+proc_name = "mds-api"
+# gunicorn >= 25.1 opens a control socket at one fixed path per user by default, which two
+# instances (a dev run and a test) would fight over; nothing here uses it.
+control_socket_disable = True
+
+_multiproc_dir = env_str(_env, "PROMETHEUS_MULTIPROC_DIR", "")
+
+
+def on_starting(server: Any) -> None:
+    """Create the metrics directory and drop files left by an earlier run, before any fork."""
+    if _multiproc_dir:
+        path = Path(_multiproc_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink(missing_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Mark a dead worker's live gauges dead, so /metrics stops reporting them."""
+    if _multiproc_dir:
+        multiprocess.mark_process_dead(worker.pid, _multiproc_dir)  # type: ignore[no-untyped-call]
+

@@ -1,0 +1,96 @@
+"""Parsing query parameters: timestamps, limits, and the history query as a whole.
+
+Timestamps are epoch milliseconds (digits only, e.g. ``1764060279123``) or RFC 3339 / ISO 8601
+text (``2026-11-25T08:44:39.123Z``, ``2026-11-25T09:44:39+01:00``; without an offset it is UTC;
+digits beyond microseconds are dropped), from 1970 to 2262 (the range of int64 nanoseconds).
+Every failure raises InvalidParameter naming the parameter, never anything else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from api.errors import InvalidParameter
+
+MAX_NS = 2**63 - 1  # ticks carry int64 ns: up to 2262-04-11T23:47:16.854775807Z
+MAX_EPOCH_MS = MAX_NS // 1_000_000
+MAX_TIMESTAMP_TEXT = 64
+HISTORY_PARAMETERS = ("start", "end", "limit")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = "2262-04-11T23:47:16Z"
+_DIGITS = re.compile(r"[0-9]+")
+# "+01:00" in a query string arrives as " 01:00" when the client did not encode the "+".
+_SPACED_OFFSET = re.compile(r"(.*[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) (\d{2}:?\d{2})")
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """A validated history request: start_ns <= end_ns, 1 <= limit <= the maximum."""
+
+    start_ns: int | None
+    end_ns: int
+    limit: int
+
+
+def parse_timestamp(name: str, text: str) -> int:
+    """Return `text` (epoch ms or RFC 3339) as ns since the epoch; raise InvalidParameter."""
+    text = text.strip()
+    if not text:
+        raise InvalidParameter(name, "is empty; give epoch milliseconds or an RFC 3339 time")
+    if len(text) > MAX_TIMESTAMP_TEXT:
+        raise InvalidParameter(name, f"is longer than {MAX_TIMESTAMP_TEXT} characters")
+    if _DIGITS.fullmatch(text):
+        ms = int(text)
+        if ms > MAX_EPOCH_MS:
+            raise InvalidParameter(name, f"{text} is after {_LATEST}, the last time supported")
+        return ms * 1_000_000
+    spaced = _SPACED_OFFSET.fullmatch(text)
+    if spaced:
+        text = f"{spaced.group(1)}+{spaced.group(2)}"
+    try:
+        moment = datetime.fromisoformat(text.upper())
+    except ValueError:
+        raise InvalidParameter(
+            name, f"{text!r} is neither epoch milliseconds nor an RFC 3339 time such as "
+            "2026-11-25T08:44:39.123Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    if not 0 <= ns <= MAX_NS:
+        raise InvalidParameter(name, f"{text!r} is outside the times supported, "
+                               f"1970-01-01T00:00:00Z to {_LATEST}")
+    return ns
+
+
+def parse_limit(text: str, maximum: int) -> int:
+    """Return the `limit` parameter as an int in 1..maximum; raise InvalidParameter."""
+    text = text.strip()
+    if not _DIGITS.fullmatch(text) or len(text) > 12 or not 1 <= int(text) <= maximum:
+        raise InvalidParameter("limit", f"{text[:40]!r} is not an integer from 1 to {maximum}")
+    return int(text)
+
+
+def history_query(params: Mapping[str, str | Sequence[str]], now_ns: int, default_limit: int,
+                  max_limit: int) -> HistoryQuery:
+    """Validate the query parameters of a history request (`end` defaults to now)."""
+    unknown = sorted(set(params) - set(HISTORY_PARAMETERS))
+    if unknown:
+        raise InvalidParameter(unknown[0][:40], "is not a parameter of this route; accepted: "
+                               f"{', '.join(HISTORY_PARAMETERS)}")
+    values: dict[str, str] = {}
+    for name, value in params.items():
+        if not isinstance(value, str):
+            raise InvalidParameter(name, "is given more than once")
+        values[name] = value
+    start_ns = parse_timestamp("start", values["start"]) if "start" in values else None
+    end_ns = parse_timestamp("end", values["end"]) if "end" in values else now_ns
+    if start_ns is not None and start_ns > end_ns:
+        reason = "is after end" if "end" in values else "is in the future (end defaults to now)"
+        raise InvalidParameter("start", reason)
+    limit = parse_limit(values["limit"], max_limit) if "limit" in values else default_limit
+    return HistoryQuery(start_ns, end_ns, limit)

@@ -1,0 +1,216 @@
+"""The REST resources: health, readiness, symbols, prices, history, metrics.
+
+Symbol path segments accept every spelling ``marketdata.symbols`` does (``BTC-USD``, ``btc-usd``,
+``BTCUSD``, ``BTC_USD``, ``BTC/USD``); answers use the canonical ``BTC-USD``. A slash, even
+encoded as ``%2F``, reaches the router decoded (WSGI servers decode PATH_INFO), so the symbol
+routes are also mounted as ``{symbol}/{quote}`` and joined back here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import falcon
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from api import views
+from api.config import ApiConfig
+from api.errors import Unavailable
+from api.params import history_query
+from api.store import Store, StoreError, StoreUnavailable
+from marketdata.symbols import Instrument, Instruments
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], int]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every resource reads from: the store, the settings and the clock (ns)."""
+
+    store: Store
+    config: ApiConfig
+    clock: Clock
+
+    def instruments(self) -> Instruments:
+        """Return the published instruments; raise Unavailable before the bridge wrote them."""
+        instruments = self.store.instruments()
+        if instruments is None:
+            raise Unavailable("no instruments yet: the bridge has not written the symbol list")
+        return instruments
+
+    def instrument(self, symbol: str, quote: str | None) -> Instrument:
+        """Resolve a symbol path segment (or BASE and QUOTE segments) to its instrument."""
+        text = symbol if quote is None else f"{symbol}/{quote}"
+        return self.instruments().resolve(text)
+
+
+class Health:
+    """Liveness: the process answers; Redis is not consulted."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Answer 200 with the service's name and instance."""
+        resp.media = {"status": "ok", "service": self.ctx.config.service_name,
+                      "instance": self.ctx.config.instance_name}
+
+
+class Ready:
+    """Readiness: Redis answers and every published symbol has a fresh tick."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Answer 200 when ready, else 503 with the failing check saying why."""
+        started = time.perf_counter()
+        error = None
+        try:
+            self.ctx.store.ping()
+        except StoreUnavailable as exc:
+            log.warning("readiness: store unreachable", extra={"error": str(exc)})
+            error = "redis unreachable"
+        redis: dict[str, Any] = {"ok": error is None,
+                                 "latency_ms": round((time.perf_counter() - started) * 1e3, 3)}
+        if error:
+            redis["error"] = error
+        if redis["ok"]:
+            ticks = self._ticks()
+        else:
+            ticks = {"ok": False, "max_age_s": self.ctx.config.ready_max_tick_age_s,
+                     "symbols": {}, "error": "not checked: redis unreachable"}
+        ready = redis["ok"] and ticks["ok"]
+        resp.status = falcon.HTTP_200 if ready else falcon.HTTP_503
+        resp.media = {"status": "ready" if ready else "not_ready",
+                      "checks": {"redis": redis, "ticks": ticks}}
+
+    def _ticks(self) -> dict[str, Any]:
+        max_age_s = self.ctx.config.ready_max_tick_age_s
+        check: dict[str, Any] = {"ok": False, "max_age_s": max_age_s, "symbols": {}}
+        try:
+            instruments = self.ctx.store.instruments()
+            if instruments is None:
+                check["error"] = "no instruments yet: the bridge has not written the symbol list"
+                return check
+            latest = self.ctx.store.latest(instruments.symbols)
+        except StoreUnavailable as exc:
+            log.warning("readiness: store unreachable", extra={"error": str(exc)})
+            check["error"] = "redis unreachable"
+            return check
+        except StoreError:
+            log.exception("readiness: store read failed")
+            check["error"] = "the stored data could not be read"
+            return check
+        now_ns = self.ctx.clock()
+        problems: list[str] = []
+        for symbol in instruments.symbols:
+            tick = latest.get(symbol)
+            if tick is None:
+                check["symbols"][symbol] = {"age_s": None}
+                problems.append(f"{symbol} has no ticks yet")
+                continue
+            age_s = round((now_ns - tick.ts_ns) / 1e9, 3)
+            check["symbols"][symbol] = {"age_s": age_s}
+            if age_s > max_age_s:
+                problems.append(f"{symbol} is stale by {round(age_s - max_age_s, 3)} s "
+                                f"(last tick {age_s} s old, limit {max_age_s} s)")
+        if not instruments.symbols:
+            problems.append("the instrument list is empty")
+        check["ok"] = not problems
+        if problems:
+            check["error"] = "; ".join(problems)
+        return check
+
+
+class Symbols:
+    """The published instruments, in publication order."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Answer {"symbols": [instrument, ...]}."""
+        resp.media = {"symbols": [i.to_dict() for i in self.ctx.instruments()]}
+
+
+class Prices:
+    """The current price of every symbol that has ticks."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Answer {"prices": [price, ...]} in publication order (symbols without ticks left out)."""
+        instruments = self.ctx.instruments()
+        latest = self.ctx.store.latest(instruments.symbols)
+        now_ns = self.ctx.clock()
+        resp.media = {"prices": [
+            views.price_object(tick, instrument, now_ns)
+            for instrument in instruments
+            if (tick := latest.get(instrument.symbol)) is not None
+        ]}
+
+
+class CurrentPrice:
+    """One symbol's current price: its latest tick."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, symbol: str,
+               quote: str | None = None) -> None:
+        """Answer the price object, or 503 when the symbol has no tick yet."""
+        instrument = self.ctx.instrument(symbol, quote)
+        tick = self.ctx.store.latest([instrument.symbol]).get(instrument.symbol)
+        if tick is None:
+            raise Unavailable(f"no ticks yet for {instrument.symbol}")
+        resp.media = views.price_object(tick, instrument, self.ctx.clock())
+
+
+class PriceHistory:
+    """One symbol's ticks in a time range."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, symbol: str,
+               quote: str | None = None) -> None:
+        """Answer the ticks with start <= time <= end (see the README for limit semantics)."""
+        instrument = self.ctx.instrument(symbol, quote)
+        config = self.ctx.config
+        query = history_query(req.params, self.ctx.clock(), config.history_default_limit,
+                              config.history_max_limit)
+        ticks = self.ctx.store.history(instrument.symbol, query.start_ns, query.end_ns,
+                                       query.limit)
+        resp.media = {
+            "symbol": instrument.symbol,
+            "start": None if query.start_ns is None else views.rfc3339(query.start_ns),
+            "end": views.rfc3339(query.end_ns),
+            "count": len(ticks),
+            "ticks": views.tick_objects(ticks, instrument),
+        }
+
+
+class Metrics:
+    """Prometheus text exposition: this process's registry, or every worker's under gunicorn."""
+
+    def __init__(self, registry: CollectorRegistry, multiproc_dir: str | None) -> None:
+        self.registry = registry
+        self.multiproc_dir = multiproc_dir
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Answer the metrics in the Prometheus text format."""
+        registry = self.registry
+        if self.multiproc_dir:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=self.multiproc_dir)  # type: ignore[no-untyped-call]
+        resp.content_type = CONTENT_TYPE_LATEST
+        resp.data = generate_latest(registry)

@@ -1,0 +1,90 @@
+"""Rendering ticks as the API's JSON objects, rounded to each instrument's decimals.
+
+Prices are rounded to the tick size's decimals (mid to one more, since it can fall between two
+ticks), sizes and volume to the lot size's, spread_bps to 3 decimals. Times are given three ways:
+``ts_ns`` (exact), ``timestamp_ms`` and ``timestamp`` (RFC 3339, UTC, microseconds, ``Z``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from api.store import LatestTick
+from marketdata import wire
+from marketdata.symbols import Instrument
+
+TICK_FIELDS = ("seq", "ts_ns", "timestamp", "timestamp_ms", "bid", "ask", "mid", "last",
+               "bid_size", "ask_size", "last_size", "volume", "flags")
+"""The keys of a history tick object, in order."""
+
+
+def rfc3339(ts_ns: int) -> str:
+    """Return `ts_ns` as RFC 3339 UTC with microseconds, e.g. 2026-11-25T08:44:39.123456Z."""
+    return rfc3339_many(np.array([ts_ns], dtype=np.int64))[0]
+
+
+def rfc3339_many(ts_ns: npt.NDArray[np.int64]) -> list[str]:
+    """Return RFC 3339 texts of many ns timestamps at once."""
+    micros = np.floor_divide(ts_ns, 1_000).astype("datetime64[us]")
+    return [f"{text}Z" for text in np.datetime_as_string(micros, unit="us").tolist()]
+
+
+def tick_columns(ticks: wire.Ticks, instrument: Instrument) -> dict[str, list[Any]]:
+    """Return every field of a tick object as a column of JSON-ready Python values."""
+    prices = instrument.price_decimals
+    sizes = instrument.size_decimals
+    ts_ns = ticks["ts_ns"].astype(np.int64)
+    bid = ticks["bid"].astype(np.float64)
+    ask = ticks["ask"].astype(np.float64)
+    return {
+        "seq": ticks["seq"].tolist(),
+        "ts_ns": ts_ns.tolist(),
+        "timestamp": rfc3339_many(ts_ns),
+        "timestamp_ms": np.floor_divide(ts_ns, 1_000_000).tolist(),
+        "bid": np.round(bid, prices).tolist(),
+        "ask": np.round(ask, prices).tolist(),
+        "mid": np.round((bid + ask) / 2.0, prices + 1).tolist(),
+        "last": np.round(ticks["last"], prices).tolist(),
+        "bid_size": np.round(ticks["bid_size"], sizes).tolist(),
+        "ask_size": np.round(ticks["ask_size"], sizes).tolist(),
+        "last_size": np.round(ticks["last_size"], sizes).tolist(),
+        "volume": np.round(ticks["volume"], sizes).tolist(),
+        "flags": ticks["flags"].tolist(),
+    }
+
+
+def tick_objects(ticks: wire.Ticks, instrument: Instrument) -> list[dict[str, Any]]:
+    """Return history tick objects (keys TICK_FIELDS) for `ticks`."""
+    columns = tick_columns(ticks, instrument)
+    rows = zip(*(columns[name] for name in TICK_FIELDS), strict=True)
+    return [dict(zip(TICK_FIELDS, row, strict=True)) for row in rows]
+
+
+def price_object(latest: LatestTick, instrument: Instrument, now_ns: int) -> dict[str, Any]:
+    """Return the current-price object of a symbol's latest tick, aged against `now_ns`."""
+    tick = {name: column[0] for name, column in tick_columns(latest.record, instrument).items()}
+    bid, ask, mid = tick["bid"], tick["ask"], tick["mid"]
+    spread = round(ask - bid, instrument.price_decimals)
+    return {
+        "symbol": instrument.symbol,
+        "bid": bid,
+        "ask": ask,
+        "mid": mid,
+        "last": tick["last"],
+        "last_size": tick["last_size"],
+        "bid_size": tick["bid_size"],
+        "ask_size": tick["ask_size"],
+        "spread": spread,
+        "spread_bps": round(spread / mid * 10_000, 3) if mid > 0 else None,
+        "volume": tick["volume"],
+        "seq": tick["seq"],
+        "session": latest.session,
+        "timestamp": tick["timestamp"],
+        "timestamp_ms": tick["timestamp_ms"],
+        "ts_ns": tick["ts_ns"],
+        "age_ms": round((now_ns - tick["ts_ns"]) / 1e6, 3),
+        "flags": tick["flags"],
+    }

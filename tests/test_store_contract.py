@@ -1,0 +1,303 @@
+"""One contract for both stores: RedisStore (written by the real bridge writer) and MemoryStore."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+import numpy as np
+import orjson
+import pytest
+import redis
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from api.store import MemoryStore, RedisStore, Store, StoreError, StoreUnavailable
+from bridge.history import HistoryMetrics, HistoryWriter, Keys
+from marketdata import wire
+from marketdata.symbols import Instrument
+from tests.conftest import free_port
+
+BTC = Instrument("BTC-USD", "BTC", "USD", 0.01, 0.00001, 1.0, 10_000_000.0)
+ETH = Instrument("ETH-USD", "ETH", "USD", 0.01, 0.0001, 0.1, 1_000_000.0)
+T0 = 1_764_060_279_000_000_000  # a whole millisecond
+STEP = 400_000  # 0.4 ms between ticks, so entries start and end inside milliseconds
+
+
+def make_ticks(ts_ns: Sequence[int], first_seq: int = 1) -> wire.Ticks:
+    """Return ticks at `ts_ns` with consecutive seqs and prices that tell them apart."""
+    ticks = wire.empty_ticks(len(ts_ns))
+    ticks["seq"] = np.arange(first_seq, first_seq + len(ts_ns))
+    ticks["ts_ns"] = ts_ns
+    ticks["bid"] = 65_000.0 + ticks["seq"] * 0.01
+    ticks["ask"] = ticks["bid"] + 0.01
+    ticks["last"] = ticks["bid"]
+    ticks["bid_size"] = 1.5
+    ticks["ask_size"] = 2.5
+    ticks["last_size"] = 0.01
+    ticks["volume"] = ticks["seq"] * 0.01
+    ticks["flags"] = wire.FLAG_TRADE
+    return ticks
+
+
+def split(symbol: str, ticks: wire.Ticks, cuts: Sequence[int],
+          session: int = 7) -> list[wire.TickBatch]:
+    """Cut `ticks` at the indexes `cuts` into batches (each written as one entry)."""
+    bounds = [0, *sorted(set(cuts) - {0, len(ticks)}), len(ticks)]
+    return [wire.TickBatch(symbol, session, ticks[a:b]) for a, b in pairwise(bounds)]
+
+
+@dataclass
+class Backend:
+    """A store and the way to fill it that production uses for it."""
+
+    store: Store
+    write: Callable[[Sequence[wire.TickBatch]], None]
+    set_instruments: Callable[[Sequence[Instrument]], None]
+
+
+def memory_backend() -> Backend:
+    """Return a MemoryStore, filled one entry per batch."""
+    store = MemoryStore()
+
+    def write(batches: Sequence[wire.TickBatch]) -> None:
+        for batch in batches:
+            store.add(batch)
+
+    return Backend(store, write, store.set_instruments)
+
+
+@dataclass
+class RedisBackends:
+    """Makes RedisStores under fresh sub-prefixes of the test's prefix, written by the bridge."""
+
+    url: str
+    prefix: str
+    clients: list[redis.Redis] = field(default_factory=list)
+
+    def new(self) -> Backend:
+        """Return a RedisStore over an empty key space."""
+        keys = Keys(f"{self.prefix}{uuid.uuid4().hex[:8]}:")
+        client = redis.Redis.from_url(self.url, socket_timeout=2)
+        self.clients.append(client)
+
+        def write(batches: Sequence[wire.TickBatch]) -> None:
+            asyncio.run(write_history(self.url, keys, batches))
+
+        def set_instruments(instruments: Sequence[Instrument]) -> None:
+            client.set(keys.instruments, orjson.dumps([i.to_dict() for i in instruments]))
+
+        return Backend(RedisStore(client, keys), write, set_instruments)
+
+    def close(self) -> None:
+        """Close every client made."""
+        for client in self.clients:
+            client.close()
+
+
+async def write_history(url: str, keys: Keys, batches: Sequence[wire.TickBatch]) -> None:
+    """Write each batch as one stream entry through the bridge's HistoryWriter."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        writer = HistoryWriter(client, keys, HistoryMetrics(CollectorRegistry()),
+                               retention_ms=10**13, flush_interval_s=0.0,
+                               max_pending_ticks=10**7)
+        for batch in batches:
+            writer.add(batch)
+            await writer.flush()
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def new_backend(request: pytest.FixtureRequest) -> Iterator[Callable[[], Backend]]:
+    """A factory of empty backends of one kind (a fresh one per hypothesis example)."""
+    if request.param == "memory":
+        yield memory_backend
+        return
+    backends = RedisBackends(request.getfixturevalue("redis_url"),
+                             request.getfixturevalue("redis_prefix"))
+    try:
+        yield backends.new
+    finally:
+        backends.close()
+
+
+@pytest.fixture
+def backend(new_backend: Callable[[], Backend]) -> Backend:
+    """One empty backend."""
+    return new_backend()
+
+
+# 30 BTC ticks 0.4 ms apart in 4 entries: [0:7] [7:8] [8:20] [20:30]; tick i has seq i + 1.
+TS = [T0 + i * STEP for i in range(30)]
+CUTS = [7, 8, 20]
+
+
+@pytest.fixture
+def filled(backend: Backend) -> Backend:
+    """A backend holding the 30 BTC ticks above, two ETH ticks, and both instruments."""
+    backend.set_instruments([BTC, ETH])
+    backend.write(split("BTC-USD", make_ticks(TS), CUTS))
+    backend.write([wire.TickBatch("ETH-USD", 9, make_ticks([T0 + 5, T0 + 6_000_000], 41))])
+    return backend
+
+
+def seqs(ticks: wire.Ticks) -> list[int]:
+    """Return the seqs of `ticks`, as Python ints."""
+    return [int(s) for s in ticks["seq"]]
+
+
+def test_instruments_round_trip(backend: Backend) -> None:
+    assert backend.store.instruments() is None
+    backend.set_instruments([ETH, BTC])
+    instruments = backend.store.instruments()
+    assert instruments is not None
+    assert instruments.symbols == ("ETH-USD", "BTC-USD")
+    assert list(instruments) == [ETH, BTC]
+    assert instruments.resolve("btc/usd") == BTC
+
+
+def test_ping_answers(backend: Backend) -> None:
+    backend.store.ping()
+
+
+def test_latest_per_symbol(filled: Backend) -> None:
+    latest = filled.store.latest(["BTC-USD", "ETH-USD", "SOL-USD"])
+    assert set(latest) == {"BTC-USD", "ETH-USD", "SOL-USD"}
+    btc, eth = latest["BTC-USD"], latest["ETH-USD"]
+    assert btc is not None and eth is not None
+    assert (btc.symbol, btc.session, btc.seq, btc.ts_ns) == ("BTC-USD", 7, 30, TS[-1])
+    assert (eth.symbol, eth.session, eth.seq, eth.ts_ns) == ("ETH-USD", 9, 42, T0 + 6_000_000)
+    assert len(btc.record) == 1
+    assert btc.record.dtype == wire.TICK_DTYPE
+    assert wire.as_dicts(btc.record) == wire.as_dicts(make_ticks(TS)[-1:])
+    assert latest["SOL-USD"] is None
+    assert filled.store.latest([]) == {}
+
+
+def test_latest_follows_a_new_session(filled: Backend) -> None:
+    filled.write([wire.TickBatch("BTC-USD", 8, make_ticks([T0 + 50_000_000]))])
+    latest = filled.store.latest(["BTC-USD"])["BTC-USD"]
+    assert latest is not None
+    assert (latest.session, latest.seq) == (8, 1)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "limit", "expected"),
+    [
+        pytest.param(None, None, 100, list(range(1, 31)), id="neither"),
+        pytest.param(None, None, 5, list(range(26, 31)), id="neither-limit-keeps-latest"),
+        pytest.param(TS[10], None, 100, list(range(11, 31)), id="start-only"),
+        pytest.param(TS[10], None, 5, list(range(11, 16)), id="start-only-limit-keeps-first"),
+        pytest.param(TS[10] + 1, None, 5, list(range(12, 17)), id="start-between-ticks"),
+        pytest.param(None, TS[10], 100, list(range(1, 12)), id="end-only"),
+        pytest.param(None, TS[10], 3, [9, 10, 11], id="end-only-limit-keeps-latest"),
+        pytest.param(None, TS[10] - 1, 3, [8, 9, 10], id="end-between-ticks"),
+        pytest.param(TS[5], TS[12], 100, list(range(6, 14)), id="both"),
+        pytest.param(TS[5], TS[12], 3, [6, 7, 8], id="both-limit-keeps-first"),
+        pytest.param(TS[15], TS[15], 10, [16], id="single-instant"),
+        pytest.param(TS[18], TS[19], 10, [19, 20], id="inside-the-entry-before-start"),
+        pytest.param(TS[6], TS[8], 10, [7, 8, 9], id="across-three-entries"),
+        pytest.param(TS[-1] + 1, None, 10, [], id="start-after-everything"),
+        pytest.param(None, TS[0] - 1, 10, [], id="end-before-everything"),
+        pytest.param(0, TS[1], 10, [1, 2], id="start-at-epoch"),
+        pytest.param(TS[20], TS[10], 10, [], id="start-after-end"),
+        pytest.param(None, None, 1, [30], id="limit-one"),
+    ],
+)
+def test_history_ranges(filled: Backend, start: int | None, end: int | None, limit: int,
+                        expected: list[int]) -> None:
+    ticks = filled.store.history("BTC-USD", start, end, limit)
+    assert ticks.dtype == wire.TICK_DTYPE
+    assert seqs(ticks) == expected
+    assert [int(t) for t in ticks["ts_ns"]] == [TS[s - 1] for s in expected]
+
+
+def test_history_keeps_every_field(filled: Backend) -> None:
+    ticks = filled.store.history("BTC-USD", None, None, 100)
+    assert wire.as_dicts(ticks) == wire.as_dicts(make_ticks(TS))
+
+
+@pytest.mark.parametrize("symbol", ["SOL-USD", "", "btc-usd"])
+def test_history_of_a_symbol_without_ticks_is_empty(filled: Backend, symbol: str) -> None:
+    assert len(filled.store.history(symbol, None, None, 10)) == 0
+    assert len(filled.store.history(symbol, T0, None, 10)) == 0
+    assert filled.store.latest([symbol]) == {symbol: None}
+
+
+def test_history_over_many_entries(backend: Backend) -> None:
+    # 400 entries of 1 to 3 ticks: more entries than one read fetches, in either direction.
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(1, 4, size=400)
+    ts = (T0 + np.cumsum(rng.integers(1, 3 * STEP, size=int(sizes.sum())))).tolist()
+    ticks = make_ticks(ts)
+    backend.write(split("BTC-USD", ticks, np.cumsum(sizes)[:-1].tolist()))
+    n = len(ticks)
+    assert seqs(backend.store.history("BTC-USD", None, None, n + 10)) == list(range(1, n + 1))
+    assert seqs(backend.store.history("BTC-USD", ts[3], None, 500)) == list(range(4, 504))
+    assert seqs(backend.store.history("BTC-USD", None, ts[-4], 500)) == list(
+        range(n - 502, n - 2))
+    assert seqs(backend.store.history("BTC-USD", ts[100], ts[700], 10_000)) == list(
+        range(101, 702))
+
+
+gaps = st.lists(st.sampled_from([1, 250_000, STEP, 999_999, 1_000_000, 3_000_001, 50_000_000]),
+                min_size=1, max_size=40)
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(gaps=gaps, data=st.data())
+def test_history_equals_a_brute_force_filter(new_backend: Callable[[], Backend],
+                                             gaps: list[int], data: st.DataObject) -> None:
+    ts = (T0 + np.cumsum(gaps)).tolist()
+    cuts = data.draw(st.lists(st.integers(1, len(ts) - 1), max_size=10) if len(ts) > 1
+                     else st.just([]), label="cuts")
+    bound = st.none() | st.integers(T0 - 2_000_000, ts[-1] + 2_000_000)
+    start = data.draw(bound, label="start")
+    end = data.draw(bound, label="end")
+    limit = data.draw(st.integers(1, len(ts) + 2), label="limit")
+    backend = new_backend()
+    backend.write(split("BTC-USD", make_ticks(ts), cuts))
+
+    inside = [i + 1 for i, t in enumerate(ts)
+              if (start is None or t >= start) and (end is None or t <= end)]
+    expected = inside[:limit] if start is not None else inside[max(len(inside) - limit, 0):]
+    assert seqs(backend.store.history("BTC-USD", start, end, limit)) == expected
+
+
+def test_redis_store_unreachable_raises_store_unavailable() -> None:
+    client = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5,
+                         socket_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    store = RedisStore(client, Keys("mds-test-unreachable:"))
+    try:
+        with pytest.raises(StoreUnavailable):
+            store.ping()
+        with pytest.raises(StoreUnavailable):
+            store.instruments()
+        with pytest.raises(StoreUnavailable):
+            store.latest(["BTC-USD"])
+        with pytest.raises(StoreUnavailable):
+            store.history("BTC-USD", None, None, 10)
+    finally:
+        client.close()
+
+
+def test_redis_store_reports_corrupt_data(redis_client: redis.Redis, redis_prefix: str) -> None:
+    keys = Keys(redis_prefix)
+    store = RedisStore(redis_client, keys)
+    redis_client.xadd(keys.ticks("BTC-USD"), {"d": b"not a wire body"}, id="1-0")
+    redis_client.set(keys.instruments, b"{not json")
+    with pytest.raises(StoreError, match="ticks:BTC-USD"):
+        store.latest(["BTC-USD"])
+    with pytest.raises(StoreError, match="instruments"):
+        store.instruments()
+    assert not isinstance(StoreError("x"), StoreUnavailable)
