@@ -4,6 +4,10 @@ Timestamps are epoch milliseconds (digits only, e.g. ``1764060279123``) or RFC 3
 text (``2026-11-25T08:44:39.123Z``, ``2026-11-25T09:44:39+01:00``; without an offset it is UTC;
 digits beyond microseconds are dropped), from 1970 to 2262 (the range of int64 nanoseconds).
 Every failure raises InvalidParameter naming the parameter, never anything else.
+
+An ``end`` covers the whole unit it is written in: ``end=1764060279123`` includes every tick of
+that millisecond, ``end=2026-11-25T08:44:39Z`` every tick of that second. So a tick's own
+``timestamp_ms`` or ``timestamp`` used as ``end`` includes that tick.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ HISTORY_PARAMETERS = ("start", "end", "limit")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = "2262-04-11T23:47:16Z"
 _DIGITS = re.compile(r"[0-9]+")
+_FRACTION = re.compile(r":\d{2}[.,](\d+)")
 # "+01:00" in a query string arrives as " 01:00" when the client did not encode the "+".
 _SPACED_OFFSET = re.compile(r"(.*[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) (\d{2}:?\d{2})")
 
@@ -36,8 +41,11 @@ class HistoryQuery:
     limit: int
 
 
-def parse_timestamp(name: str, text: str) -> int:
-    """Return `text` (epoch ms or RFC 3339) as ns since the epoch; raise InvalidParameter."""
+def parse_timestamp(name: str, text: str, *, through: bool = False) -> int:
+    """Return `text` (epoch ms or RFC 3339) as ns since the epoch; raise InvalidParameter.
+
+    With `through`, return the last ns of the unit the text is written in (see module doc).
+    """
     text = text.strip()
     if not text:
         raise InvalidParameter(name, "is empty; give epoch milliseconds or an RFC 3339 time")
@@ -47,7 +55,7 @@ def parse_timestamp(name: str, text: str) -> int:
         ms = int(text)
         if ms > MAX_EPOCH_MS:
             raise InvalidParameter(name, f"{text} is after {_LATEST}, the last time supported")
-        return ms * 1_000_000
+        return min(ms * 1_000_000 + (999_999 if through else 0), MAX_NS)
     spaced = _SPACED_OFFSET.fullmatch(text)
     if spaced:
         text = f"{spaced.group(1)}+{spaced.group(2)}"
@@ -64,6 +72,10 @@ def parse_timestamp(name: str, text: str) -> int:
     if not 0 <= ns <= MAX_NS:
         raise InvalidParameter(name, f"{text!r} is outside the times supported, "
                                f"1970-01-01T00:00:00Z to {_LATEST}")
+    if through:
+        fraction = _FRACTION.search(text)
+        digits = min(len(fraction.group(1)), 6) if fraction else 0
+        ns = min(ns + 10 ** (9 - digits) - 1, MAX_NS)
     return ns
 
 
@@ -88,7 +100,7 @@ def history_query(params: Mapping[str, str | Sequence[str]], now_ns: int, defaul
             raise InvalidParameter(name, "is given more than once")
         values[name] = value
     start_ns = parse_timestamp("start", values["start"]) if "start" in values else None
-    end_ns = parse_timestamp("end", values["end"]) if "end" in values else now_ns
+    end_ns = parse_timestamp("end", values["end"], through=True) if "end" in values else now_ns
     if start_ns is not None and start_ns > end_ns:
         reason = "is after end" if "end" in values else "is in the future (end defaults to now)"
         raise InvalidParameter("start", reason)

@@ -542,3 +542,15 @@ def test_config_from_env() -> None:
 def test_config_errors_name_the_variable(env: dict[str, str], name: str) -> None:
     with pytest.raises(ConfigError, match=name):
         ApiConfig.from_env(env)
+
+
+@pytest.mark.parametrize(("text", "expected_ns"), [
+    ("1764060279123", 1764060279123_999_999),
+    ("2026-11-25T08:44:39Z", 1795596279_999_999_999),
+    ("2026-11-25T08:44:39.5Z", 1795596279_599_999_999),
+    ("2026-11-25T08:44:39.123456Z", 1795596279_123_456_999),
+])
+def test_end_covers_the_whole_unit_it_is_written_in(text: str, expected_ns: int) -> None:
+    """A tick's own timestamp_ms (or timestamp) used as `end` includes that tick."""
+    assert expected_ns == parse_timestamp("end", text, through=True)
+    assert parse_timestamp("start", text) <= expected_ns
