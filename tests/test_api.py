@@ -300,7 +300,7 @@ def test_history_shape(client: testing.TestClient) -> None:
     assert list(body) == ["symbol", "start", "end", "count", "ticks"]
     assert body["symbol"] == "BTC-USD"
     assert body["start"] == "2025-11-25T08:44:39.100000Z"
-    assert body["end"] == "2025-11-25T08:44:39.200000Z"
+    assert body["end"] == "2025-11-25T08:44:39.200999Z"  # end covers its whole millisecond
     assert body["count"] == 2
     first = body["ticks"][0]
     assert list(first) == TICK_KEYS
