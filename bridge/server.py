@@ -105,10 +105,13 @@ class Bridge:
 
     async def start(self) -> None:
         """Bind the gRPC port, pick up where history left off, start every task."""
-        self.grpc_port = self.server.add_insecure_port(
-            f"{self.config.grpc_host}:{self.config.grpc_port}")
+        address = f"{self.config.grpc_host}:{self.config.grpc_port}"
+        try:
+            self.grpc_port = self.server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpc raises RuntimeError("Failed to bind ...")
+            raise OSError(f"cannot bind gRPC on {address}: {exc}") from None
         if not self.grpc_port:
-            raise OSError(f"cannot bind gRPC on {self.config.grpc_host}:{self.config.grpc_port}")
+            raise OSError(f"cannot bind gRPC on {address}")
         await self._resume_from_history()
         await self.server.start()
         for name in ("", SERVICE_NAME):
