@@ -11,12 +11,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from marketdata import marketdata_pb2_grpc as pb_grpc
@@ -30,6 +31,27 @@ COMMANDS = {
             "api.app:get_app()"],
 }
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def running(workdir: Path, redis_url: str, names: tuple[str, ...], **env: str) -> Iterator[System]:
+    """Start `names` with their own key prefix; wait until they serve; kill and clean up after."""
+    prefix = f"mds-test:{workdir.name}-{time.monotonic_ns()}:"
+    system = System.configure(workdir, redis_url, prefix, **env)
+    system.start(*names)
+    try:
+        if "bridge" in names:
+            system.wait_grpc_serving()
+        if "api" in names:
+            system.wait_http_ready()
+        yield system
+    finally:
+        system.kill_all()
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout: float = 20.0) -> T:

@@ -24,27 +24,16 @@ from bridge.service import ticks_from_message
 from marketdata import marketdata_pb2 as pb
 from marketdata import wire
 from marketdata.sequence import SequenceTracker
-from tests.system import System, wait_for
+from tests.system import System, running, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def feed_and_bridge(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[System]:
-    prefix = f"mds-test:pipeline-{time.monotonic_ns()}:"
-    system = System.configure(tmp_path_factory.mktemp("pipeline"), redis_url, prefix,
-                              FEED_TICK_RATE="200")
-    system.start("feedsim", "bridge")
-    try:
-        system.wait_grpc_serving()
+    with running(tmp_path_factory.mktemp("pipeline"), redis_url, ("feedsim", "bridge"),
+                 FEED_TICK_RATE="200") as system:
         yield system
-    finally:
-        system.kill_all()
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 def collect_ticks(system: System, symbols: list[str], per_symbol: int

@@ -12,31 +12,18 @@ from typing import Any
 
 import grpc
 import pytest
-import redis
 
 from marketdata import marketdata_pb2 as pb
-from tests.system import ROOT, System, wait_for
+from tests.system import ROOT, System, running, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[System]:
-    prefix = f"mds-test:system-{time.monotonic_ns()}:"
-    running = System.configure(tmp_path_factory.mktemp("system"), redis_url, prefix,
-                               FEED_TICK_RATE="20")
-    running.start("feedsim", "bridge", "api")
-    try:
-        running.wait_grpc_serving()
-        running.wait_http_ready()
-        yield running
-    finally:
-        running.kill_all()
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+    with running(tmp_path_factory.mktemp("system"), redis_url, ("feedsim", "bridge", "api"),
+                 FEED_TICK_RATE="20") as started:
+        yield started
 
 
 class StreamRecorder:
