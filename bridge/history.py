@@ -39,6 +39,7 @@ StreamRows = list[tuple[bytes, dict[bytes, bytes]]]
 """What XRANGE/XREVRANGE return with a client that does not decode responses."""
 
 ENTRY_MAX_TICKS = 4096  # keeps one stream entry (and one XRANGE row) small
+FLUSH_MAX_TICKS = 200_000  # bounds one pipeline (about 16 MB) and the time it holds the loop
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,11 @@ class HistoryWriter:
                 backoff = min(backoff * 2, 2.0)
                 self._wakeup.set()
                 continue
-            if self._stopping and not self._pending_ticks:
+            if self._pending_ticks:
+                self._wakeup.set()
+                await asyncio.sleep(0)  # let the feed run between bounded flushes
+                continue
+            if self._stopping:
                 return
             if self.flush_interval_s:
                 await asyncio.sleep(self.flush_interval_s)
@@ -153,15 +158,15 @@ class HistoryWriter:
         self._wakeup.set()
 
     async def flush(self) -> int:
-        """Write everything pending in one pipeline; return the number of ticks written.
+        """Write up to FLUSH_MAX_TICKS pending ticks in one pipeline; return how many.
 
-        On failure nothing is lost: the batches go back to the front of the queue.
+        The bound keeps one flush from holding the event loop (and Redis) for long after a
+        backlog; run() flushes again at once while anything is pending. On failure nothing is
+        lost: the batches go back to the front of the queue.
         """
         if not self._pending_ticks:
             return 0
-        taken = {symbol: p for symbol, p in self._pending.items() if p.ticks}
-        self._pending = {}
-        self._pending_ticks = 0
+        taken = self._take(FLUSH_MAX_TICKS)
         try:
             written = await self._write(taken)
         except BaseException:
@@ -169,6 +174,22 @@ class HistoryWriter:
             raise
         self.metrics.pending.set(self._pending_ticks)
         return written
+
+    def _take(self, budget: int) -> dict[str, _Pending]:
+        """Remove the oldest pending batches, about `budget` ticks, fairly across symbols."""
+        taken: dict[str, _Pending] = {}
+        share = max(budget // max(len(self._pending), 1), 1)
+        for symbol, pending in self._pending.items():
+            out = _Pending()
+            while pending.batches and out.ticks < share:
+                batch = pending.batches.popleft()
+                out.batches.append(batch)
+                out.ticks += len(batch)
+            if out.ticks:
+                pending.ticks -= out.ticks
+                self._pending_ticks -= out.ticks
+                taken[symbol] = out
+        return taken
 
     async def _write(self, taken: dict[str, _Pending]) -> int:
         if self._use_minid is None:

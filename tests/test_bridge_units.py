@@ -9,6 +9,7 @@ import pytest
 
 from bridge import SlowConsumer
 from bridge.fanout import ConflatingSubscriber, Hub, Subscriber
+from bridge.service import MAX_TICKS_PER_MESSAGE, _rendered, _tick_messages, ticks_from_message
 from marketdata import wire
 from marketdata.sequence import SequenceTracker
 
@@ -99,3 +100,17 @@ def test_closing_wakes_a_waiting_reader() -> None:
         assert [] == await asyncio.wait_for(reader, 1)
 
     asyncio.run(scenario())
+
+
+def test_tick_messages_coalesce_in_order_within_the_size_bound_sharing_rendered_ones() -> None:
+    batches = [batch("BTC-USD", list(range(1 + 300 * i, 1 + 300 * (i + 1)))) for i in range(5)]
+    batches.insert(2, batch("ETH-USD", [1, 2]))
+    before = [m.SerializeToString() for b in batches for m in _rendered(b)]
+    messages = _tick_messages(batches)
+    btc = [m for m in messages if m.symbol == "BTC-USD"]
+    assert all(len(m.seq) <= MAX_TICKS_PER_MESSAGE for m in messages)
+    assert list(range(1, 1501)) == [s for m in btc for s in m.seq]
+    assert 2 == len(btc)
+    assert before == [m.SerializeToString() for b in batches for m in _rendered(b)]
+    assert [1, 2] == ticks_from_message(
+        next(m for m in messages if m.symbol == "ETH-USD"))["seq"].tolist()

@@ -301,3 +301,19 @@ def test_redis_store_reports_corrupt_data(redis_client: redis.Redis, redis_prefi
     with pytest.raises(StoreError, match="instruments"):
         store.instruments()
     assert not isinstance(StoreError("x"), StoreUnavailable)
+
+
+def test_redis_store_rereads_instruments_once_they_are_a_ttl_old(
+        redis_url: str, redis_prefix: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(redis_prefix)
+    now = [100.0]
+    store = RedisStore(client, keys, instruments_ttl_s=1.0, clock=lambda: now[0])
+    client.set(keys.instruments, orjson.dumps([BTC.to_dict()]))
+    assert ("BTC-USD",) == store.instruments().symbols  # type: ignore[union-attr]
+    client.set(keys.instruments, orjson.dumps([BTC.to_dict(), ETH.to_dict()]))
+    now[0] += 0.5
+    assert ("BTC-USD",) == store.instruments().symbols  # type: ignore[union-attr]
+    now[0] += 0.6
+    assert ("BTC-USD", "ETH-USD") == store.instruments().symbols  # type: ignore[union-attr]
+    client.close()
