@@ -623,12 +623,15 @@ def worker_grpc_client(a: dict[str, Any]) -> None:
             stub = pb_grpc.MarketDataServiceStub(channel)
             call = stub.StreamTicks(pb.StreamTicksRequest(), timeout=t1 - time.monotonic() + 30)
             try:
-                async for msg in call:
+                async for message in call:
                     now = time.monotonic()
-                    seq = msg.seq
-                    n = len(seq)
-                    if n and check_seq:
-                        check.see(msg.symbol, seq[0], seq[-1], n, bool(msg.flags[0] & 1))
+                    n = 0
+                    for msg in message.batches:
+                        seq = msg.seq
+                        n += len(seq)
+                        if len(seq) and check_seq:
+                            check.see(msg.symbol, seq[0], seq[-1], len(seq),
+                                      bool(msg.flags[0] & 1))
                     ticks += n
                     msgs += 1
                     if now >= t0:
@@ -698,20 +701,23 @@ def worker_grpc_latency(a: dict[str, Any]) -> None:
         t0 = time.monotonic() + warm
         t1 = t0 + duration
         try:
-            for msg in stream:
+            for message in stream:
                 recv_ns = time.time_ns()
                 now = time.monotonic()
-                seq = msg.seq
-                n = len(seq)
-                snap = bool(msg.flags[0] & 1) if n else False
-                if n:
-                    check.see(msg.symbol, seq[0], seq[-1], n, snap)
                 if now >= t0 and cpu0 is None:
                     cpu0 = time.process_time()
-                if now >= t0 and not snap:
-                    lat.extend([recv_ns - t for t in msg.ts_ns])
-                    ticks += n
-                    msgs += 1
+                counted = False
+                for msg in message.batches:
+                    seq = msg.seq
+                    n = len(seq)
+                    snap = bool(msg.flags[0] & 1) if n else False
+                    if n:
+                        check.see(msg.symbol, seq[0], seq[-1], n, snap)
+                    if now >= t0 and not snap:
+                        lat.extend([recv_ns - t for t in msg.ts_ns])
+                        ticks += n
+                        counted = True
+                msgs += counted
                 if now >= t1:
                     stream.cancel()
                     break
@@ -744,8 +750,9 @@ def worker_grpc_bare_server(a: dict[str, Any]) -> None:
 
     class Bare(pb_grpc.MarketDataServiceServicer):
         async def StreamTicks(self, request: Any, context: Any) -> None:
+            batches = pb.TickBatches(batches=[message])
             while True:
-                await context.write(message)
+                await context.write(batches)
 
     async def main() -> None:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
@@ -763,8 +770,9 @@ def worker_bare_relay(a: dict[str, Any]) -> None:
     """The latency ceiling: the bridge's transports with the least work between them.
 
     One asyncio loop: zmq.asyncio SUB on feedsim -> each stream's queue; the stream writes
-    everything queued since its last write as one columnar TickBatch per symbol (the bridge
-    coalesces the same way). No sequence tracking, history, metrics or logging.
+    everything queued since its last write as one TickBatches message holding a columnar
+    TickBatch per symbol (the bridge coalesces the same way). No sequence tracking, history,
+    metrics or logging.
     """
     import zmq.asyncio  # noqa: PLC0415  (only this worker needs the asyncio flavour)
 
@@ -791,8 +799,9 @@ def worker_bare_relay(a: dict[str, Any]) -> None:
                     by_symbol: dict[tuple[str, int], list[bytes]] = {}
                     for symbol, session, records in items:
                         by_symbol.setdefault((symbol, session), []).append(records)
-                    for (symbol, session), parts in by_symbol.items():
-                        await context.write(message(symbol, session, parts))
+                    await context.write(pb.TickBatches(batches=[
+                        message(symbol, session, parts)
+                        for (symbol, session), parts in by_symbol.items()]))
             finally:
                 queues.discard(queue)
 

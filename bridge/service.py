@@ -106,7 +106,7 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
         _start_call(context)
         symbols = await self._resolve(context, request.symbols)
         subscriber = Subscriber(symbols, self.queue_ticks)
-        await self._stream(context, "StreamTicks", subscriber, symbols, _tick_messages, 0.0)
+        await self._stream(context, "StreamTicks", subscriber, symbols, _tick_batches, 0.0)
 
     async def _stream(self, context: grpc.aio.ServicerContext[Any, Any], rpc: str,
                       subscriber: Subscriber, symbols: Sequence[str],
@@ -275,6 +275,22 @@ def _tick_messages(batches: list[wire.TickBatch]) -> list[pb.TickBatch]:
             current.MergeFrom(part)
         messages.append(current)
     return messages
+
+
+def _tick_batches(batches: list[wire.TickBatch]) -> list[pb.TickBatches]:
+    """Pack the coalesced per-symbol messages into as few multi-symbol messages as fit."""
+    out: list[pb.TickBatches] = []
+    current: list[pb.TickBatch] = []
+    size = 0
+    for message in _tick_messages(batches):
+        if current and size + len(message.seq) > MAX_TICKS_PER_MESSAGE:
+            out.append(pb.TickBatches(batches=current))
+            current, size = [], 0
+        current.append(message)
+        size += len(message.seq)
+    if current:
+        out.append(pb.TickBatches(batches=current))
+    return out
 
 
 def ticks_from_message(message: pb.TickBatch) -> wire.Ticks:

@@ -34,6 +34,7 @@ class FeedConfig:
     symbols: tuple[SymbolConfig, ...]
     min_batch_interval_s: float
     max_lag_s: float
+    ahead_s: float
     send_hwm: int
     metrics_port: int
     log_level: str
@@ -52,9 +53,10 @@ class FeedConfig:
             control_endpoint=env_str(env, "FEED_CONTROL_ENDPOINT", "tcp://127.0.0.1:5556"),
             seed=env_int(env, "FEED_SEED", 42, minimum=0),
             symbols=symbols,
-            min_batch_interval_s=env_float(env, "FEED_MIN_BATCH_INTERVAL_MS", 0.2,
+            min_batch_interval_s=env_float(env, "FEED_MIN_BATCH_INTERVAL_MS", 0.5,
                                            minimum=0.0, maximum=1000.0) / 1000.0,
             max_lag_s=env_float(env, "FEED_MAX_LAG_MS", 1000.0, minimum=1.0) / 1000.0,
+            ahead_s=env_float(env, "FEED_AHEAD_MS", 20.0, minimum=0.0, maximum=1000.0) / 1000.0,
             send_hwm=env_int(env, "FEED_SEND_HWM", 100_000, minimum=0),
             metrics_port=env_int(env, "FEED_METRICS_PORT", 9101, minimum=0, maximum=65535),
             log_level=env_str(env, "LOG_LEVEL", "INFO"),

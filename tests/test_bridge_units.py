@@ -9,7 +9,13 @@ import pytest
 
 from bridge import SlowConsumer
 from bridge.fanout import ConflatingSubscriber, Hub, Subscriber
-from bridge.service import MAX_TICKS_PER_MESSAGE, _rendered, _tick_messages, ticks_from_message
+from bridge.service import (
+    MAX_TICKS_PER_MESSAGE,
+    _rendered,
+    _tick_batches,
+    _tick_messages,
+    ticks_from_message,
+)
 from marketdata import wire
 from marketdata.sequence import SequenceTracker
 
@@ -114,3 +120,12 @@ def test_tick_messages_coalesce_in_order_within_the_size_bound_sharing_rendered_
     assert before == [m.SerializeToString() for b in batches for m in _rendered(b)]
     assert [1, 2] == ticks_from_message(
         next(m for m in messages if m.symbol == "ETH-USD"))["seq"].tolist()
+
+
+def test_tick_batches_carry_every_symbol_in_one_message_within_the_bound() -> None:
+    batches = [batch("BTC-USD", [1, 2]), batch("ETH-USD", [1]), batch("BTC-USD", [3])]
+    (message,) = _tick_batches(batches)
+    by_symbol = {b.symbol: list(b.seq) for b in message.batches}
+    assert {"BTC-USD": [1, 2, 3], "ETH-USD": [1]} == by_symbol
+    big = [batch("BTC-USD", list(range(1, 900))), batch("ETH-USD", list(range(1, 900)))]
+    assert 2 == len(_tick_batches(big))

@@ -159,3 +159,15 @@ def test_bad_environment_is_rejected_clearly() -> None:
 def test_tick_rate_override_applies_to_every_symbol() -> None:
     config = FeedConfig.from_env({"FEED_TICK_RATE": "5000"})
     assert {5000.0} == {s.market.rate for s in config.symbols}
+
+
+@pytest.mark.parametrize("ahead_s", [0.0, 0.05, 10.0])
+def test_making_values_ahead_changes_nothing_but_cost(ahead_s: float) -> None:
+    def run(ahead: float) -> list[bytes]:
+        feed = Feed(SYMBOLS, 4, start_ns=0, ahead_s=ahead)
+        out = []
+        for now in range(0, 30 * NS, NS // 7):
+            out += [b.ticks.tobytes() for b in feed.step(now).batches]
+        return out
+
+    assert run(0.0) == run(ahead_s)
