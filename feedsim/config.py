@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from feedsim.market import GarchParams, GbmParams, Jumps, ModelParams, OuParams
 from feedsim.models import MarketParams
 from marketdata.errors import ConfigError
 from marketdata.settings import env_float, env_int, env_str
@@ -25,13 +28,31 @@ class SymbolConfig:
 
 
 @dataclass(frozen=True)
+class Correlation:
+    """The correlation of two symbols' shocks (both must tick at the same rate)."""
+
+    a: str
+    b: str
+    rho: float
+
+
+@dataclass(frozen=True)
+class Universe:
+    """Everything the symbols file says: the symbols, the step clock and the correlations."""
+
+    symbols: tuple[SymbolConfig, ...]
+    step_s: float = 3600.0
+    correlations: tuple[Correlation, ...] = ()
+
+
+@dataclass(frozen=True)
 class FeedConfig:
     """Everything feedsim needs, from the environment (names and defaults in the README)."""
 
     pub_endpoint: str
     control_endpoint: str
     seed: int
-    symbols: tuple[SymbolConfig, ...]
+    universe: Universe
     min_batch_interval_s: float
     max_lag_s: float
     ahead_s: float
@@ -46,13 +67,13 @@ class FeedConfig:
         """Build the config from `env`; raise ConfigError naming any bad variable."""
         rate_override = env_float(env, "FEED_TICK_RATE", 0.0, minimum=0.0, maximum=1_000_000.0)
         symbols_file = Path(env_str(env, "SYMBOLS_FILE", str(DEFAULT_SYMBOLS_FILE)))
-        symbols = load_symbols(symbols_file, rate_override or None)
+        universe = load_universe(symbols_file, rate_override or None)
         service = env_str(env, "SERVICE_NAME", "feedsim")
         return cls(
             pub_endpoint=env_str(env, "FEED_PUB_ENDPOINT", "tcp://127.0.0.1:5555"),
             control_endpoint=env_str(env, "FEED_CONTROL_ENDPOINT", "tcp://127.0.0.1:5556"),
             seed=env_int(env, "FEED_SEED", 42, minimum=0),
-            symbols=symbols,
+            universe=universe,
             min_batch_interval_s=env_float(env, "FEED_MIN_BATCH_INTERVAL_MS", 0.5,
                                            minimum=0.0, maximum=1000.0) / 1000.0,
             max_lag_s=env_float(env, "FEED_MAX_LAG_MS", 1000.0, minimum=1.0) / 1000.0,
@@ -64,8 +85,18 @@ class FeedConfig:
             instance_name=env_str(env, "SERVICE_INSTANCE_NAME", f"{service}-1"),
         )
 
+    @property
+    def symbols(self) -> tuple[SymbolConfig, ...]:
+        """The published symbols, in publication order."""
+        return self.universe.symbols
+
 
 def load_symbols(path: Path, rate_override: float | None = None) -> tuple[SymbolConfig, ...]:
+    """Read the symbols of a symbols file (see load_universe)."""
+    return load_universe(path, rate_override).symbols
+
+
+def load_universe(path: Path, rate_override: float | None = None) -> Universe:
     """Read a symbols TOML file; raise ConfigError saying which entry and key is wrong."""
     try:
         data = tomllib.loads(path.read_text())
@@ -76,19 +107,74 @@ def load_symbols(path: Path, rate_override: float | None = None) -> tuple[Symbol
     entries = data.get("symbol")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"SYMBOLS_FILE {path}: needs at least one [[symbol]] table")
-    result = [_symbol(path, i, entry, rate_override) for i, entry in enumerate(entries)]
+    market = data.get("market", {})
+    step_s = market.get("step_s", 3600.0) if isinstance(market, dict) else None
+    if isinstance(step_s, bool) or not isinstance(step_s, int | float) or step_s <= 0:
+        raise ConfigError(f"SYMBOLS_FILE {path}: [market] step_s must be a number > 0")
+    result = [_symbol(path, i, entry, rate_override, float(step_s))
+              for i, entry in enumerate(entries)]
     names = [s.instrument.symbol for s in result]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"SYMBOLS_FILE {path}: duplicate symbols {', '.join(duplicates)}")
-    return tuple(result)
+    correlations = _correlations(path, data.get("correlation", []), result)
+    return Universe(tuple(result), float(step_s), correlations)
+
+
+def correlation_matrix(names: list[str], correlations: tuple[Correlation, ...]) -> np.ndarray:
+    """Return the correlation matrix of `names` (identity but for the configured pairs)."""
+    index = {name: i for i, name in enumerate(names)}
+    matrix = np.eye(len(names))
+    for c in correlations:
+        if c.a in index and c.b in index:
+            matrix[index[c.a], index[c.b]] = matrix[index[c.b], index[c.a]] = c.rho
+    return matrix
+
+
+def _correlations(path: Path, entries: Any, symbols: list[SymbolConfig]
+                  ) -> tuple[Correlation, ...]:
+    where = f"SYMBOLS_FILE {path}: [[correlation]]"
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where} must be an array of tables")
+    rates = {s.instrument.symbol: s.market.rate for s in symbols}
+    out = []
+    for i, entry in enumerate(entries):
+        pair = entry.get("symbols") if isinstance(entry, dict) else None
+        rho = entry.get("rho") if isinstance(entry, dict) else None
+        if (not isinstance(pair, list) or len(pair) != 2
+                or not all(isinstance(p, str) for p in pair)):
+            raise ConfigError(f"{where} #{i + 1}: 'symbols' must name two symbols")
+        try:
+            a, b = (canonical(p) for p in pair)
+        except ValueError as exc:
+            raise ConfigError(f"{where} #{i + 1}: {exc}") from None
+        unknown = [s for s in (a, b) if s not in rates]
+        if unknown or a == b:
+            raise ConfigError(f"{where} #{i + 1}: needs two different published symbols, "
+                              f"got {a}, {b}")
+        if isinstance(rho, bool) or not isinstance(rho, int | float) or not -1 < rho < 1:
+            raise ConfigError(f"{where} #{i + 1}: 'rho' must be a number in (-1, 1)")
+        if rates[a] != rates[b]:
+            raise ConfigError(f"{where} #{i + 1}: {a} and {b} tick at different rates "
+                              f"({rates[a]} and {rates[b]}); correlated symbols share one grid")
+        out.append(Correlation(a, b, float(rho)))
+    result = tuple(out)
+    for rate in set(rates.values()):
+        names = [n for n, r in rates.items() if r == rate]
+        try:
+            np.linalg.cholesky(correlation_matrix(names, result))
+        except np.linalg.LinAlgError:
+            raise ConfigError(f"{where}: the correlations of {', '.join(names)} do not form a "
+                              "positive definite matrix") from None
+    return result
 
 
 _POSITIVE = ("tick_size", "lot_size", "min_price", "max_price", "price", "rate",
              "mean_trade_size", "mean_quote_size")
 
 
-def _symbol(path: Path, index: int, entry: Any, rate_override: float | None) -> SymbolConfig:
+def _symbol(path: Path, index: int, entry: Any, rate_override: float | None,
+            step_s: float) -> SymbolConfig:
     where = f"SYMBOLS_FILE {path}: symbol #{index + 1}"
     if not isinstance(entry, dict):
         raise ConfigError(f"{where} is not a table")
@@ -115,8 +201,8 @@ def _symbol(path: Path, index: int, entry: Any, rate_override: float | None) -> 
     )
     market = MarketParams(
         price=number("price"),
-        volatility=number("volatility"),
-        drift=number("drift", 0.0, signed=True),
+        model=_model(where, entry, step_s),
+        jumps=_jumps(where, entry.get("jumps")),
         spread_bps=number("spread_bps"),
         rate=rate_override or number("rate"),
         trade_probability=number("trade_probability", 0.3),
@@ -129,3 +215,54 @@ def _symbol(path: Path, index: int, entry: Any, rate_override: float | None) -> 
     if market.trade_probability > 1:
         raise ConfigError(f"{where} ({symbol}): 'trade_probability' must be <= 1")
     return SymbolConfig(instrument, market)
+
+
+def _table_numbers(where: str, table: Any, keys: dict[str, str]) -> dict[str, float]:
+    """Read `keys` (name -> rule: 'signed', '>=0' or '>0') from a sub-table, with clear errors."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} needs a table with {', '.join(keys)}")
+    out = {}
+    for key, rule in keys.items():
+        value = table.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: '{key}' must be a number, got {value!r}")
+        if (rule == ">0" and value <= 0) or (rule == ">=0" and value < 0):
+            bound = "> 0" if rule == ">0" else ">= 0"
+            raise ConfigError(f"{where}: '{key}' must be {bound}, got {value}")
+        out[key] = float(value)
+    return out
+
+
+def _model(where: str, entry: dict[str, Any], step_s: float) -> ModelParams:
+    kind = entry.get("model", "gbm")
+    if kind == "gbm":
+        values = _table_numbers(where, entry, {"volatility": ">=0"})
+        drift = entry.get("drift", 0.0)
+        if isinstance(drift, bool) or not isinstance(drift, int | float):
+            raise ConfigError(f"{where}: 'drift' must be a number, got {drift!r}")
+        return GbmParams(values["volatility"], float(drift))
+    if kind == "garch_t":
+        g = _table_numbers(f"{where} [garch]", entry.get("garch"), {
+            "mu": "signed", "omega": ">0", "alpha": ">=0", "beta": ">=0", "nu": ">0"})
+        if g["alpha"] + g["beta"] >= 1:
+            raise ConfigError(f"{where} [garch]: alpha + beta must be < 1 (stationary)")
+        if g["nu"] <= 2:
+            raise ConfigError(f"{where} [garch]: nu must be > 2 (finite variance)")
+        interval = entry["garch"].get("interval_s", step_s)
+        if interval != step_s:
+            raise ConfigError(f"{where} [garch]: interval_s {interval} differs from the step "
+                              f"clock [market] step_s {step_s}; refit or change step_s")
+        return GarchParams(interval_s=step_s, **g)
+    if kind == "ou":
+        o = _table_numbers(f"{where} [ou]", entry.get("ou"), {
+            "mean": ">0", "kappa_per_day": ">0", "sigma_per_sqrt_day": ">=0"})
+        return OuParams(o["mean"], o["kappa_per_day"], o["sigma_per_sqrt_day"])
+    raise ConfigError(f"{where}: unknown model {kind!r}; known: gbm, garch_t, ou")
+
+
+def _jumps(where: str, table: Any) -> Jumps | None:
+    if table is None:
+        return None
+    j = _table_numbers(f"{where} [jumps]", table,
+                       {"rate_per_day": ">=0", "mean": "signed", "sd": ">=0"})
+    return Jumps(j["rate_per_day"], j["mean"], j["sd"])

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from feedsim.engine import Feed
+from feedsim.engine import MODEL_NAMES, Feed
 from marketdata.wire import as_dicts
 
 MAX_REQUEST_BYTES = 64 * 1024
@@ -46,7 +46,9 @@ def _status(feed: Feed, request: dict[str, Any], now_ns: int) -> dict[str, Any]:
         "uptime_s": (now_ns - feed.start_ns) / 1e9,
         "lag_s": feed.lag_ns(now_ns) / 1e9,
         "symbols": {
-            symbol: {"seq": s.seq, "rate": s.market.rate, "model": type(s.model).__name__}
+            symbol: {"seq": s.seq, "rate": s.market.rate,
+                     "model": MODEL_NAMES[type(s.market.model)],
+                     "jumps": s.market.jumps is not None}
             for symbol, s in feed.symbols.items()
         },
     }

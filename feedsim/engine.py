@@ -2,21 +2,34 @@
 
 Tick k of a symbol (from 0 after the schedule's anchor) is due at ``anchor + k / rate`` and
 carries that time as its ``ts_ns``. ``step(now)`` produces every tick due by `now`, one batch per
-symbol, so a caller that wakes late gets all it missed in one vectorised batch. The values of
-each symbol depend only on the seed and the symbol's name: the same seed gives the same prices,
-sizes and trades in the same order, however the ticks were batched and whatever else is published.
+symbol, so a caller that wakes late gets all it missed in one vectorised batch.
+
+Symbols that tick at the same rate form one ``MarketGroup`` whose shocks are correlated as the
+symbols file says. The values depend only on the seed and the symbols file: the same seed gives
+the same prices, sizes and trades in the same order, however the ticks were batched.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from feedsim.config import SymbolConfig
-from feedsim.models import GBM, PriceModel, Quoter
+from feedsim.config import Correlation, SymbolConfig, correlation_matrix
+from feedsim.market import (
+    GarchParams,
+    GarchTSteps,
+    GbmParams,
+    GbmSteps,
+    GroupMember,
+    MarketGroup,
+    OuParams,
+    StepModel,
+)
+from feedsim.models import Quoter
 from marketdata.symbols import Instrument
 from marketdata.wire import TickBatch, Ticks, concat, empty_ticks
 
@@ -27,7 +40,7 @@ MAX_AHEAD_TICKS = 4096
 class SymbolFeed:
     """One symbol's model, quoter, sequence numbers and schedule."""
 
-    def __init__(self, config: SymbolConfig, seed: int, anchor_ns: int,
+    def __init__(self, config: SymbolConfig, seed: int, anchor_ns: int, model: GroupMember,
                  ahead_s: float = 0.0) -> None:
         self.instrument = config.instrument
         self.market = config.market
@@ -35,8 +48,7 @@ class SymbolFeed:
             entropy=seed, spawn_key=(zlib.crc32(config.instrument.symbol.encode()),)
         ).spawn(4)
         rngs = [np.random.default_rng(s) for s in seeds]
-        self.model: PriceModel = GBM(config.market, config.instrument, 1.0 / config.market.rate,
-                                     rngs[0])
+        self.model = model
         self.quoter = Quoter(config.market, config.instrument, (rngs[1], rngs[2], rngs[3]),
                              config.market.price)
         self.seq = 0
@@ -93,12 +105,15 @@ class Feed:
     """All symbols of one feed session."""
 
     def __init__(self, symbols: Sequence[SymbolConfig], seed: int, start_ns: int,
-                 max_batch: int = 100_000, ahead_s: float = 0.0) -> None:
+                 max_batch: int = 100_000, ahead_s: float = 0.0, step_s: float = 3600.0,
+                 correlations: Sequence[Correlation] = ()) -> None:
         self.session = start_ns
         self.seed = seed
         self.start_ns = start_ns
         self.max_batch = max_batch
-        self.symbols = {s.instrument.symbol: SymbolFeed(s, seed, start_ns, ahead_s)
+        models = _group_members(symbols, seed, step_s, tuple(correlations))
+        self.symbols = {s.instrument.symbol: SymbolFeed(s, seed, start_ns,
+                                                        models[s.instrument.symbol], ahead_s)
                         for s in symbols}
 
     @property
@@ -134,3 +149,39 @@ class Feed:
     def last(self, symbol: str) -> Ticks | None:
         """Return the latest tick of `symbol` as a 1-record array, or None before the first."""
         return self.symbols[symbol].last
+
+
+def _step_model(config: SymbolConfig, step_s: float) -> StepModel | OuParams:
+    model, jumps = config.market.model, config.market.jumps
+    if isinstance(model, GarchParams):
+        return GarchTSteps(model, jumps)
+    if isinstance(model, GbmParams):
+        return GbmSteps(model, step_s, jumps)
+    return model
+
+
+def _group_members(symbols: Sequence[SymbolConfig], seed: int, step_s: float,
+                   correlations: tuple[Correlation, ...]) -> dict[str, GroupMember]:
+    """Group the symbols by tick rate; return each symbol's view of its group."""
+    by_rate: dict[float, list[SymbolConfig]] = {}
+    for s in symbols:
+        by_rate.setdefault(s.market.rate, []).append(s)
+    members: dict[str, GroupMember] = {}
+    for rate, group in by_rate.items():
+        names = [s.instrument.symbol for s in group]
+        market = MarketGroup(
+            [_step_model(s, step_s) for s in group],
+            [s.market.price for s in group],
+            correlation_matrix(names, correlations),
+            rate,
+            max(1, round(rate * step_s)),
+            np.random.SeedSequence(entropy=seed, spawn_key=(zlib.crc32(",".join(names).encode()),)),
+            [(math.log(s.instrument.min_price), math.log(s.instrument.max_price)) for s in group],
+        )
+        pending: list[list[np.ndarray]] = [[] for _ in group]
+        for i, name in enumerate(names):
+            members[name] = GroupMember(market, i, pending)
+    return members
+
+
+MODEL_NAMES = {GbmParams: "gbm", GarchParams: "garch_t", OuParams: "ou"}

@@ -1,6 +1,6 @@
-"""Price models and quoting: pure, seeded, vectorised; no I/O and no clock.
+"""Market parameters and quoting: pure, seeded, vectorised; no I/O and no clock.
 
-A model turns a count `n` into the next `n` mid prices. The quoter turns mids into what a
+Prices come from the step models in ``feedsim.market``. The quoter turns mids into what a
 venue shows: bid and ask on the tick grid around the mid, sizes in lots, and trades at the touch.
 Each random component draws from its own generator, so the values depend only on the seed and
 the number of ticks drawn so far, never on how the ticks were split into batches.
@@ -10,65 +10,29 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from feedsim.market import Jumps, ModelParams
 from marketdata.symbols import Instrument
 from marketdata.wire import FLAG_BUYER_AGGRESSOR, FLAG_TRADE, Ticks, empty_ticks
-
-SECONDS_PER_YEAR = 365.25 * 24 * 3600.0  # crypto trades around the clock
 
 Floats = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
 class MarketParams:
-    """How one symbol's market behaves: price dynamics and microstructure."""
+    """How one symbol's market behaves: its price model and its microstructure."""
 
     price: float              # initial mid
-    volatility: float         # annualised, e.g. 0.6 for 60%
-    drift: float              # annualised
+    model: ModelParams        # GBM, GARCH(1,1)-t or an OU peg (feedsim.market)
+    jumps: Jumps | None       # Merton jumps on top of a step model, or None
     spread_bps: float         # quoted spread around the mid, in basis points
     rate: float               # ticks per second
     trade_probability: float  # chance that a tick carries a trade
     mean_trade_size: float    # base units
     mean_quote_size: float    # base units at the touch
-
-
-class PriceModel(Protocol):
-    """Produces the next mids of one symbol; the realism issue adds models beside GBM."""
-
-    def advance(self, n: int) -> Floats:
-        """Return the next `n` mid prices."""
-        ...
-
-
-class GBM:
-    """Geometric Brownian motion of the mid, sampled every `dt` seconds.
-
-    log S(t+dt) = log S(t) + (mu - sigma^2 / 2) dt + sigma sqrt(dt) Z, with sigma and mu annualised.
-    The log price is kept within the instrument's price bounds.
-    """
-
-    def __init__(self, params: MarketParams, instrument: Instrument, dt: float,
-                 rng: np.random.Generator) -> None:
-        years = dt / SECONDS_PER_YEAR
-        self._step_mean = (params.drift - 0.5 * params.volatility**2) * years
-        self._step_sd = params.volatility * math.sqrt(years)
-        self._log_price = math.log(params.price)
-        self._log_min = math.log(instrument.min_price)
-        self._log_max = math.log(instrument.max_price)
-        self._rng = rng
-
-    def advance(self, n: int) -> Floats:
-        steps = self._step_mean + self._step_sd * self._rng.standard_normal(n)
-        path = _carry_cumsum(self._log_price, steps)
-        np.clip(path, self._log_min, self._log_max, out=path)
-        if n:
-            self._log_price = float(path[-1])
-        return np.exp(path)
 
 
 class Quoter:

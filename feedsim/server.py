@@ -186,7 +186,8 @@ def main() -> None:
     metrics = FeedMetrics(registry, [s.instrument.symbol for s in config.symbols])
     if config.metrics_port:
         start_http_server(config.metrics_port, addr="127.0.0.1", registry=registry)
-    feed = Feed(config.symbols, config.seed, time.time_ns(), ahead_s=config.ahead_s)
+    feed = Feed(config.symbols, config.seed, time.time_ns(), ahead_s=config.ahead_s,
+                step_s=config.universe.step_s, correlations=config.universe.correlations)
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
         server = FeedServer(config, feed, context, metrics)

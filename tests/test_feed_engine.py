@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,24 @@ from hypothesis import strategies as st
 from feedsim import control
 from feedsim.config import FeedConfig, load_symbols
 from feedsim.engine import NS, Feed
+from feedsim.market import GbmParams
 from marketdata import wire
 from marketdata.errors import ConfigError
 
 SYMBOLS = FeedConfig.from_env({}).symbols
+BASE_SYMBOL = """[[symbol]]
+base = 'BTC'
+quote = 'USD'
+tick_size = 0.01
+lot_size = 0.001
+min_price = 1
+max_price = 1e7
+price = 100
+spread_bps = 2
+rate = 10
+mean_trade_size = 1
+mean_quote_size = 1
+"""
 
 
 def _values(ticks: wire.Ticks) -> bytes:
@@ -54,10 +69,12 @@ def test_same_seed_same_stream_hash_and_other_seed_differs() -> None:
     assert digest(1) != digest(2)
 
 
-def test_a_symbols_values_do_not_depend_on_the_others() -> None:
-    alone = Feed(SYMBOLS[:1], 3, 0).symbols["BTC-USD"].produce(100)
-    together = Feed(SYMBOLS, 3, 0).symbols["BTC-USD"].produce(100)
-    assert _values(alone) == _values(together)
+def test_configured_correlation_moves_symbols_together() -> None:
+    universe = FeedConfig.from_env({}).universe
+    feed = Feed(universe.symbols, 3, 0, step_s=universe.step_s,
+                correlations=universe.correlations)
+    btc, eth = (np.diff(np.log(wire.mid(s.produce(50_000)))) for s in feed.symbols.values())
+    assert np.corrcoef(btc, eth)[0, 1] == pytest.approx(0.78, abs=0.05)
 
 
 def test_quotes_sit_on_the_tick_grid_around_the_mid() -> None:
@@ -90,11 +107,55 @@ def test_trades_print_at_the_touch_and_volume_accumulates() -> None:
 
 
 def test_gbm_volatility_matches_configuration() -> None:
-    stream = Feed(SYMBOLS, 9, 0).symbols["BTC-USD"]
+    gbm = replace(SYMBOLS[0], market=replace(SYMBOLS[0].market, model=GbmParams(0.6)))
+    stream = Feed([gbm], 9, 0).symbols["BTC-USD"]
     mids = wire.mid(stream.produce(200_000))
     r = np.diff(np.log(mids))
     annualised = r.std() * np.sqrt(stream.market.rate * 365.25 * 86400)
-    assert annualised == pytest.approx(stream.market.volatility, rel=0.1)
+    assert annualised == pytest.approx(0.6, rel=0.1)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ('model = "garch_t"\n[symbol.garch]\nmu=0\nomega=1e-6\nalpha=0.5\nbeta=0.6\nnu=4\n',
+     "alpha \\+ beta must be < 1"),
+    ('model = "garch_t"\n[symbol.garch]\nmu=0\nomega=1e-6\nalpha=0.1\nbeta=0.8\nnu=2\n',
+     "nu must be > 2"),
+    ('model = "garch_t"\n[symbol.garch]\nmu=0\nomega=1e-6\nalpha=0.1\nbeta=0.8\nnu=4\n'
+     'interval_s=60\n', "differs from the step clock"),
+    ('model = "ou"\n', r"\[ou\] needs a table"),
+    ('model = "heston"\n', "unknown model 'heston'"),
+    ('model = "gbm"\nvolatility = 0.5\n[symbol.jumps]\nrate_per_day = -1\nmean=0\nsd=0\n',
+     "'rate_per_day' must be >= 0"),
+])
+def test_bad_models_are_rejected_clearly(tmp_path: Path, extra: str, message: str) -> None:
+    path = tmp_path / "symbols.toml"
+    path.write_text(BASE_SYMBOL + extra)
+    with pytest.raises(ConfigError, match=message):
+        load_symbols(path)
+
+
+@pytest.mark.parametrize(("correlation", "message"), [
+    ('symbols = ["BTC-USD", "DOGE-USD"]\nrho = 0.5', "two different published symbols"),
+    ('symbols = ["BTC-USD", "ETH-USD"]\nrho = 1.5', "'rho' must be a number in"),
+    ('symbols = ["BTC-USD"]\nrho = 0.5', "must name two symbols"),
+])
+def test_bad_correlations_are_rejected_clearly(tmp_path: Path, correlation: str,
+                                               message: str) -> None:
+    path = tmp_path / "symbols.toml"
+    eth = BASE_SYMBOL.replace("'BTC'", "'ETH'") + 'volatility = 0.5\n'
+    path.write_text(BASE_SYMBOL + 'volatility = 0.5\n' + eth
+                    + f"[[correlation]]\n{correlation}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_symbols(path)
+
+
+def test_correlated_symbols_must_share_a_rate(tmp_path: Path) -> None:
+    path = tmp_path / "symbols.toml"
+    eth = BASE_SYMBOL.replace("'BTC'", "'ETH'").replace("rate = 10", "rate = 20")
+    path.write_text(BASE_SYMBOL + 'volatility = 0.5\n' + eth + 'volatility = 0.5\n'
+                    + '[[correlation]]\nsymbols = ["BTC-USD", "ETH-USD"]\nrho = 0.5\n')
+    with pytest.raises(ConfigError, match="tick at different rates"):
+        load_symbols(path)
 
 
 def test_schedule_produces_every_due_tick_with_its_time_and_sequence() -> None:
