@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from feedsim.market import GarchParams, GbmParams, Jumps, ModelParams, OuParams
+from feedsim.market import CrossParams, GarchParams, GbmParams, Jumps, ModelParams, OuParams
 from feedsim.models import MarketParams
 from marketdata.errors import ConfigError
 from marketdata.settings import env_float, env_int, env_str
@@ -117,8 +117,37 @@ def load_universe(path: Path, rate_override: float | None = None) -> Universe:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"SYMBOLS_FILE {path}: duplicate symbols {', '.join(duplicates)}")
+    result = _resolve_crosses(path, result)
     correlations = _correlations(path, data.get("correlation", []), result)
     return Universe(tuple(result), float(step_s), correlations)
+
+
+def _resolve_crosses(path: Path, symbols: list[SymbolConfig]) -> list[SymbolConfig]:
+    """Check each cross rate's legs and start it at their price ratio."""
+    by_name = {s.instrument.symbol: s for s in symbols}
+    out = []
+    for s in symbols:
+        model = s.market.model
+        if isinstance(model, CrossParams):
+            where = f"SYMBOLS_FILE {path}: {s.instrument.symbol} [cross]"
+            legs = [by_name.get(model.numerator), by_name.get(model.denominator)]
+            if any(leg is None for leg in legs):
+                raise ConfigError(f"{where}: its legs {model.numerator} and "
+                                  f"{model.denominator} must both be published symbols")
+            num, den = (leg for leg in legs if leg is not None)
+            if isinstance(num.market.model, CrossParams) or isinstance(den.market.model,
+                                                                        CrossParams):
+                raise ConfigError(f"{where}: a leg cannot itself be a cross rate")
+            if not num.market.rate == den.market.rate == s.market.rate:
+                raise ConfigError(f"{where}: must tick at the same rate as its legs")
+            price = num.market.price / den.market.price
+            if not s.instrument.min_price <= price <= s.instrument.max_price:
+                raise ConfigError(f"{where}: the legs' price ratio {price} is outside "
+                                  "[min_price, max_price]")
+            out.append(SymbolConfig(s.instrument, replace(s.market, price=price)))
+        else:
+            out.append(s)
+    return out
 
 
 def correlation_matrix(names: list[str], correlations: tuple[Correlation, ...]) -> np.ndarray:
@@ -137,6 +166,7 @@ def _correlations(path: Path, entries: Any, symbols: list[SymbolConfig]
     if not isinstance(entries, list):
         raise ConfigError(f"{where} must be an array of tables")
     rates = {s.instrument.symbol: s.market.rate for s in symbols}
+    crosses = {s.instrument.symbol for s in symbols if isinstance(s.market.model, CrossParams)}
     out = []
     for i, entry in enumerate(entries):
         pair = entry.get("symbols") if isinstance(entry, dict) else None
@@ -152,6 +182,9 @@ def _correlations(path: Path, entries: Any, symbols: list[SymbolConfig]
         if unknown or a == b:
             raise ConfigError(f"{where} #{i + 1}: needs two different published symbols, "
                               f"got {a}, {b}")
+        if a in crosses or b in crosses:
+            raise ConfigError(f"{where} #{i + 1}: {a if a in crosses else b} is a cross rate; "
+                              "it moves with its legs and takes no correlation of its own")
         if isinstance(rho, bool) or not isinstance(rho, int | float) or not -1 < rho < 1:
             raise ConfigError(f"{where} #{i + 1}: 'rho' must be a number in (-1, 1)")
         if rates[a] != rates[b]:
@@ -199,9 +232,11 @@ def _symbol(path: Path, index: int, entry: Any, rate_override: float | None,
         tick_size=number("tick_size"), lot_size=number("lot_size"),
         min_price=number("min_price"), max_price=number("max_price"),
     )
+    model = _model(where, entry, step_s)
     market = MarketParams(
-        price=number("price"),
-        model=_model(where, entry, step_s),
+        # A cross rate starts at its legs' ratio (set once all symbols are read).
+        price=number("price", 1.0) if isinstance(model, CrossParams) else number("price"),
+        model=model,
         jumps=_jumps(where, entry.get("jumps")),
         spread_bps=number("spread_bps"),
         rate=rate_override or number("rate"),
@@ -209,7 +244,8 @@ def _symbol(path: Path, index: int, entry: Any, rate_override: float | None,
         mean_trade_size=number("mean_trade_size"),
         mean_quote_size=number("mean_quote_size"),
     )
-    if not instrument.min_price <= market.price <= instrument.max_price:
+    if not isinstance(model, CrossParams) and not (
+            instrument.min_price <= market.price <= instrument.max_price):
         raise ConfigError(f"{where} ({symbol}): price {market.price} is outside [min_price, "
                           f"max_price] = [{instrument.min_price}, {instrument.max_price}]")
     if market.trade_probability > 1:
@@ -253,11 +289,23 @@ def _model(where: str, entry: dict[str, Any], step_s: float) -> ModelParams:
             raise ConfigError(f"{where} [garch]: interval_s {interval} differs from the step "
                               f"clock [market] step_s {step_s}; refit or change step_s")
         return GarchParams(interval_s=step_s, **g)
+    if kind == "cross":
+        table = entry.get("cross")
+        raw = [table.get(k) for k in ("numerator", "denominator")] if isinstance(
+            table, dict) else []
+        legs = [leg for leg in raw if isinstance(leg, str)]
+        if len(legs) != 2:
+            raise ConfigError(f"{where} [cross]: needs 'numerator' and 'denominator' symbols")
+        try:
+            numerator, denominator = (canonical(leg) for leg in legs)
+        except ValueError as exc:
+            raise ConfigError(f"{where} [cross]: {exc}") from None
+        return CrossParams(numerator, denominator)
     if kind == "ou":
         o = _table_numbers(f"{where} [ou]", entry.get("ou"), {
             "mean": ">0", "kappa_per_day": ">0", "sigma_per_sqrt_day": ">=0"})
         return OuParams(o["mean"], o["kappa_per_day"], o["sigma_per_sqrt_day"])
-    raise ConfigError(f"{where}: unknown model {kind!r}; known: gbm, garch_t, ou")
+    raise ConfigError(f"{where}: unknown model {kind!r}; known: gbm, garch_t, ou, cross")
 
 
 def _jumps(where: str, table: Any) -> Jumps | None:

@@ -20,14 +20,16 @@ import numpy as np
 
 from feedsim.config import Correlation, SymbolConfig, correlation_matrix
 from feedsim.market import (
+    CrossLegs,
+    CrossParams,
     GarchParams,
     GarchTSteps,
     GbmParams,
     GbmSteps,
     GroupMember,
+    GroupModel,
     MarketGroup,
     OuParams,
-    StepModel,
 )
 from feedsim.models import Quoter
 from marketdata.symbols import Instrument
@@ -151,12 +153,14 @@ class Feed:
         return self.symbols[symbol].last
 
 
-def _step_model(config: SymbolConfig, step_s: float) -> StepModel | OuParams:
+def _group_model(config: SymbolConfig, step_s: float, names: list[str]) -> GroupModel:
     model, jumps = config.market.model, config.market.jumps
     if isinstance(model, GarchParams):
         return GarchTSteps(model, jumps)
     if isinstance(model, GbmParams):
         return GbmSteps(model, step_s, jumps)
+    if isinstance(model, CrossParams):
+        return CrossLegs(names.index(model.numerator), names.index(model.denominator))
     return model
 
 
@@ -170,7 +174,7 @@ def _group_members(symbols: Sequence[SymbolConfig], seed: int, step_s: float,
     for rate, group in by_rate.items():
         names = [s.instrument.symbol for s in group]
         market = MarketGroup(
-            [_step_model(s, step_s) for s in group],
+            [_group_model(s, step_s, names) for s in group],
             [s.market.price for s in group],
             correlation_matrix(names, correlations),
             rate,
@@ -184,4 +188,4 @@ def _group_members(symbols: Sequence[SymbolConfig], seed: int, step_s: float,
     return members
 
 
-MODEL_NAMES = {GbmParams: "gbm", GarchParams: "garch_t", OuParams: "ou"}
+MODEL_NAMES = {GbmParams: "gbm", GarchParams: "garch_t", OuParams: "ou", CrossParams: "cross"}

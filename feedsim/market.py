@@ -99,7 +99,24 @@ class OuParams:
     sigma_per_sqrt_day: float
 
 
-ModelParams = GbmParams | GarchParams | OuParams
+@dataclass(frozen=True)
+class CrossParams:
+    """A cross rate: numerator / denominator, e.g. BTC-ETH = BTC-USD / ETH-USD, at every tick."""
+
+    numerator: str
+    denominator: str
+
+
+@dataclass(frozen=True)
+class CrossLegs:
+    """A cross rate inside a group: the columns of its two legs."""
+
+    numerator: int
+    denominator: int
+
+
+ModelParams = GbmParams | GarchParams | OuParams | CrossParams
+
 
 
 class StepModel(Protocol):
@@ -108,6 +125,10 @@ class StepModel(Protocol):
     def step(self, shock: float, rng: np.random.Generator) -> tuple[float, float, float, float]:
         """Return (continuous log return, bridge scale, jump log return, jump position)."""
         ...
+
+
+GroupModel = StepModel | OuParams | CrossLegs
+"""What a group column follows: a step model, its own OU recursion, or two other columns."""
 
 
 class GbmSteps:
@@ -162,11 +183,12 @@ class _Step:
 class MarketGroup:
     """Correlated log-price paths of the symbols that share one tick grid.
 
-    `models[i]` is a StepModel or an OuParams for symbol i; `start_prices` are initial mids;
+    `models[i]` says what column i follows (a StepModel, an OuParams, or the CrossLegs of two
+    other columns: log cross = log numerator - log denominator); `start_prices` are initial mids;
     `ticks_per_step` grid points make one step of `step_s` seconds.
     """
 
-    def __init__(self, models: Sequence[StepModel | OuParams], start_prices: Sequence[float],
+    def __init__(self, models: Sequence[GroupModel], start_prices: Sequence[float],
                  correlation: Floats, rate: float, ticks_per_step: int, seed_sequence:
                  np.random.SeedSequence, log_bounds: Sequence[tuple[float, float]]) -> None:
         self.models = list(models)
@@ -177,7 +199,7 @@ class MarketGroup:
         steps_rng, blocks_rng, jumps_rng = (np.random.default_rng(s)
                                             for s in seed_sequence.spawn(3))
         self._steps_rng, self._blocks_rng, self._jumps_rng = steps_rng, blocks_rng, jumps_rng
-        self._bridged = np.array([not isinstance(m, OuParams) for m in self.models])
+        self._bridged = np.array([not isinstance(m, OuParams | CrossLegs) for m in self.models])
         self._log = np.log(np.asarray(start_prices, dtype=np.float64))
         self._level = np.asarray(start_prices, dtype=np.float64)  # OU symbols' price level
         self._lo = np.array([b[0] for b in log_bounds])
@@ -208,7 +230,7 @@ class MarketGroup:
         shocks = self._correlated(self._steps_rng, 1)[0]
         drift, scale, jump, jump_at = (np.zeros(self.k) for _ in range(4))
         for i, model in enumerate(self.models):
-            if not isinstance(model, OuParams):
+            if not isinstance(model, OuParams | CrossLegs):
                 drift[i], scale[i], jump[i], jump_at[i] = model.step(float(shocks[i]),
                                                                      self._jumps_rng)
         # Bridge values at every block end: a Brownian path at those fractions, tied at 1.
@@ -247,6 +269,10 @@ class MarketGroup:
         for i, model in enumerate(self.models):
             if isinstance(model, OuParams):
                 out[:, i] = np.log(self._ou_path(i, model, normals[:, i]))
+        # Cross rates: exactly numerator / denominator at every tick.
+        for i, model in enumerate(self.models):
+            if isinstance(model, CrossLegs):
+                out[:, i] = out[:, model.numerator] - out[:, model.denominator]
 
         self._produced += size
         if self._produced % m == 0:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feedsim import control
-from feedsim.config import FeedConfig, load_symbols
+from feedsim.config import FeedConfig, load_symbols, load_universe
 from feedsim.engine import NS, Feed
 from feedsim.market import GbmParams
 from marketdata import wire
@@ -232,3 +232,44 @@ def test_making_values_ahead_changes_nothing_but_cost(ahead_s: float) -> None:
         return out
 
     assert run(0.0) == run(ahead_s)
+
+
+CROSS_FILE = Path(__file__).with_name("data") / "symbols_cross.toml"
+
+
+def test_a_cross_rate_is_its_legs_ratio_within_its_spread_at_every_tick() -> None:
+    universe = load_universe(CROSS_FILE)
+    feed = Feed(universe.symbols, 1, 0, step_s=universe.step_s,
+                correlations=universe.correlations)
+    ticks = {s: stream.produce(5000) for s, stream in feed.symbols.items()}
+    ratio = wire.mid(ticks["BTC-USD"]) / wire.mid(ticks["ETH-USD"])
+    cross = ticks["BTC-ETH"]
+    assert ((cross["bid"] <= ratio) & (ratio <= cross["ask"])).all()
+    assert next(s for s in universe.symbols if s.instrument.symbol == "BTC-ETH").market.price == (
+        pytest.approx(65000.0 / 3200.0))
+
+
+def test_an_ou_peg_stays_near_its_mean() -> None:
+    universe = load_universe(CROSS_FILE)
+    feed = Feed(universe.symbols, 2, 0, step_s=universe.step_s)
+    usdt = wire.mid(feed.symbols["USDT-USD"].produce(20_000))
+    assert abs(usdt.mean() - 1.0) < 5e-4
+    assert usdt.max() - usdt.min() < 0.01
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (('numerator = "BTC-USD"', 'numerator = "SOL-USD"'), "must both be published symbols"),
+    (('rate = 10.0\nmean_trade_size = 0.05\nmean_quote_size = 1.0\n[symbol.cross]',
+      'rate = 20.0\nmean_trade_size = 0.05\nmean_quote_size = 1.0\n[symbol.cross]'),
+     "same rate as its legs"),
+    (('symbols = ["BTC-USD", "ETH-USD"]', 'symbols = ["BTC-ETH", "ETH-USD"]'),
+     "is a cross rate"),
+])
+def test_bad_cross_rates_are_rejected_clearly(tmp_path: Path, edit: tuple[str, str],
+                                              message: str) -> None:
+    text = CROSS_FILE.read_text()
+    assert edit[0] in text
+    path = tmp_path / "symbols.toml"
+    path.write_text(text.replace(*edit))
+    with pytest.raises(ConfigError, match=message):
+        load_universe(path)
