@@ -48,7 +48,7 @@ import numpy as np
 import redis
 import zmq
 
-from feedsim.config import DEFAULT_SYMBOLS_FILE, load_symbols
+from feedsim.config import load_symbols
 from feedsim.engine import NS, Feed
 from marketdata import marketdata_pb2 as pb
 from marketdata import marketdata_pb2_grpc as pb_grpc
@@ -104,6 +104,7 @@ HISTORY_RATE = 50_000             # 2 x 50k = the issue's 100,000 ticks/s
 HISTORY_HIGH_RATE = 1_000_000     # 2 x 1M: FEED_TICK_RATE's maximum
 LATENCY_RATE = 5_000              # 2 x 5k = 10,000 ticks/s
 N_SYMBOLS = 2
+SYMBOLS_FILE = Path(__file__).with_name("symbols.toml")  # the two symbols every figure assumes
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,7 +424,7 @@ def system(tag: str, prefixes: list[str], **env: str) -> Iterator[Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"mds-bench-{tag}-"))
     prefix = f"mds-bench:{uuid.uuid4().hex[:10]}:"
     prefixes.append(prefix)
-    sys_ = System.configure(workdir, REDIS_URL, prefix, **env)
+    sys_ = System.configure(workdir, REDIS_URL, prefix, SYMBOLS_FILE=str(SYMBOLS_FILE), **env)
     try:
         yield sys_
     finally:
@@ -879,7 +880,7 @@ def bare_numpy_ticks(n: int, rng: np.random.Generator, state: list[float]) -> np
 def bench_engine(plan: Plan, report: Report) -> None:
 
     rate = 100_000.0
-    symbols = load_symbols(DEFAULT_SYMBOLS_FILE, rate)
+    symbols = load_symbols(SYMBOLS_FILE, rate)
     details: dict[str, Any] = {}
 
     def run(per_step: int) -> tuple[float, float]:

@@ -31,6 +31,7 @@ COMMANDS = {
             "api.app:get_app()"],
 }
 T = TypeVar("T")
+DEFAULT_SYMBOLS = ["BTC-USD", "ETH-USD", "USDT-USD", "BTC-ETH", "SOL-USD"]  # feedsim/symbols.toml
 
 
 @contextlib.contextmanager

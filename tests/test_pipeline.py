@@ -24,7 +24,7 @@ from bridge.service import ticks_from_message
 from marketdata import marketdata_pb2 as pb
 from marketdata import wire
 from marketdata.sequence import SequenceTracker
-from tests.system import System, running, wait_for
+from tests.system import DEFAULT_SYMBOLS, System, running, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +102,7 @@ def test_get_price_and_list_symbols(feed_and_bridge: System) -> None:
     assert "ETH-USD" == price.symbol
     assert price.bid < price.price < price.ask
     assert abs(time.time_ns() - price.ts_ns) < 5e9
-    assert ["BTC-USD", "ETH-USD"] == [s.symbol for s in symbols.symbols]
+    assert DEFAULT_SYMBOLS == [s.symbol for s in symbols.symbols]
     assert 0.01 == symbols.symbols[0].tick_size
 
 

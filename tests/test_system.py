@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from marketdata import marketdata_pb2 as pb
-from tests.system import ROOT, System, running, wait_for
+from tests.system import DEFAULT_SYMBOLS, ROOT, System, running, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -108,12 +108,12 @@ def test_risk_monitor_sees_every_update_within_the_rest_spread_for_the_same_seq(
 def test_all_prices_and_symbols_in_canonical_form(system: System) -> None:
     status, body = system.http("/api/v1/prices")
     assert 200 == status
-    assert ["BTC-USD", "ETH-USD"] == [p["symbol"] for p in body["prices"]]
+    assert DEFAULT_SYMBOLS == [p["symbol"] for p in body["prices"]]
     for price in body["prices"]:
         assert price["bid"] < price["mid"] < price["ask"]
         assert price["age_ms"] < 5000
     status, body = system.http("/api/v1/symbols")
-    assert ["BTC-USD", "ETH-USD"] == [s["symbol"] for s in body["symbols"]]
+    assert DEFAULT_SYMBOLS == [s["symbol"] for s in body["symbols"]]
 
 
 @pytest.mark.parametrize(("path", "status", "code", "text"), [
