@@ -20,6 +20,7 @@ import numpy as np
 
 from feedsim.config import Correlation, SymbolConfig, correlation_matrix
 from feedsim.market import (
+    SECONDS_PER_YEAR,
     CrossLegs,
     CrossParams,
     GarchParams,
@@ -31,7 +32,7 @@ from feedsim.market import (
     MarketGroup,
     OuParams,
 )
-from feedsim.models import Quoter
+from feedsim.models import Quoter, QuoterRngs
 from marketdata.symbols import Instrument
 from marketdata.wire import TickBatch, Ticks, concat, empty_ticks
 
@@ -43,16 +44,16 @@ class SymbolFeed:
     """One symbol's model, quoter, sequence numbers and schedule."""
 
     def __init__(self, config: SymbolConfig, seed: int, anchor_ns: int, model: GroupMember,
-                 ahead_s: float = 0.0) -> None:
+                 tick_variance: float, ahead_s: float = 0.0) -> None:
         self.instrument = config.instrument
         self.market = config.market
         seeds = np.random.SeedSequence(
             entropy=seed, spawn_key=(zlib.crc32(config.instrument.symbol.encode()),)
-        ).spawn(4)
-        rngs = [np.random.default_rng(s) for s in seeds]
+        ).spawn(5)
         self.model = model
-        self.quoter = Quoter(config.market, config.instrument, (rngs[1], rngs[2], rngs[3]),
-                             config.market.price)
+        self.quoter = Quoter(config.market, config.instrument,
+                             QuoterRngs(*(np.random.default_rng(s) for s in seeds)),
+                             config.market.price, tick_variance)
         self.seq = 0
         self.period_ns = NS / config.market.rate
         self.anchor_ns = anchor_ns
@@ -114,8 +115,10 @@ class Feed:
         self.start_ns = start_ns
         self.max_batch = max_batch
         models = _group_members(symbols, seed, step_s, tuple(correlations))
+        variances = _tick_variances(symbols, step_s, tuple(correlations))
         self.symbols = {s.instrument.symbol: SymbolFeed(s, seed, start_ns,
-                                                        models[s.instrument.symbol], ahead_s)
+                                                        models[s.instrument.symbol],
+                                                        variances[s.instrument.symbol], ahead_s)
                         for s in symbols}
 
     @property
@@ -186,6 +189,29 @@ def _group_members(symbols: Sequence[SymbolConfig], seed: int, step_s: float,
         for i, name in enumerate(names):
             members[name] = GroupMember(market, i, pending)
     return members
+
+
+def _tick_variances(symbols: Sequence[SymbolConfig], step_s: float,
+                    correlations: tuple[Correlation, ...]) -> dict[str, float]:
+    """The long-run variance of one tick's log return per symbol (the quoter's reference)."""
+    out: dict[str, float] = {}
+    for s in symbols:
+        model, rate = s.market.model, s.market.rate
+        if isinstance(model, GarchParams):
+            out[s.instrument.symbol] = model.unconditional_variance / (rate * model.interval_s)
+        elif isinstance(model, GbmParams):
+            out[s.instrument.symbol] = model.volatility**2 / (SECONDS_PER_YEAR * rate)
+        elif isinstance(model, OuParams):
+            out[s.instrument.symbol] = (model.sigma_per_sqrt_day / model.mean) ** 2 / (
+                86_400.0 * rate)
+    for s in symbols:
+        model = s.market.model
+        if isinstance(model, CrossParams):
+            a, b = out[model.numerator], out[model.denominator]
+            rho = next((c.rho for c in correlations
+                        if {c.a, c.b} == {model.numerator, model.denominator}), 0.0)
+            out[s.instrument.symbol] = max(a + b - 2 * rho * math.sqrt(a * b), 1e-30)
+    return out
 
 
 MODEL_NAMES = {GbmParams: "gbm", GarchParams: "garch_t", OuParams: "ou", CrossParams: "cross"}

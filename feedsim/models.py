@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy import signal
 
 from feedsim.market import Jumps, ModelParams
 from marketdata.symbols import Instrument
@@ -35,49 +36,107 @@ class MarketParams:
     mean_quote_size: float    # base units at the touch
 
 
-class Quoter:
-    """Turns mids into ticks: a touch on the tick grid, sizes in lots, trades at the touch."""
+# Microstructure constants (documented in the README's simulation section).
+SPREAD_VOL_ELASTICITY = 0.7     # spread ~ (short-term vol / long-term vol) ^ this
+SPREAD_LIQUIDITY_ELASTICITY = 0.2  # spread ~ (size at the touch / its mean) ^ -this
+SPREAD_MULTIPLIER_BOUNDS = (0.5, 5.0)
+VOL_SHORT_HALF_LIFE_S = 60.0
+VOL_LONG_HALF_LIFE_S = 6 * 3600.0
+ACTIVITY_HALF_LIFE_S = 120.0    # trading activity: an OU factor on the log intensity
+ACTIVITY_SD = 0.8
+TRADE_SIZE_TAIL = 2.2           # Lomax tail index of one trade's size (finite variance)
+TRADE_SIZE_CAP = 500.0          # no single trade above this many mean sizes
 
-    def __init__(self, params: MarketParams, instrument: Instrument,
-                 rngs: tuple[np.random.Generator, np.random.Generator, np.random.Generator],
-                 first_mid: float) -> None:
+
+@dataclass(frozen=True)
+class QuoterRngs:
+    """The quoter's independent random streams (one per component keeps batching irrelevant)."""
+
+    quote_sizes: np.random.Generator
+    sides: np.random.Generator
+    counts: np.random.Generator
+    trade_sizes: np.random.Generator
+    activity: np.random.Generator
+
+
+class Quoter:
+    """Turns mids into ticks: a touch on the tick grid, sizes in lots, trades at the touch.
+
+    The spread widens with short-term volatility (an EWMA of squared returns against a long one)
+    and narrows when more size is shown at the touch. Trades arrive as a Poisson count per tick
+    whose intensity follows volatility and a slowly mean-reverting activity factor, so they come
+    in bursts; trade sizes are heavy-tailed (Lomax), in whole lots; each tick's trades share one
+    aggressor side and print at the touch. Every state (EWMAs, activity, volume) is carried
+    across calls so the ticks do not depend on how they were batched.
+    """
+
+    def __init__(self, params: MarketParams, instrument: Instrument, rngs: QuoterRngs,
+                 first_mid: float, tick_variance: float) -> None:
         self._tick = instrument.tick_size
         self._lot = instrument.lot_size
         self._price_decimals = instrument.price_decimals
         self._size_decimals = instrument.size_decimals
         self._half_spread = params.spread_bps / 2e4
-        self._p_trade = params.trade_probability
+        self._base_intensity = -math.log1p(-min(params.trade_probability, 1 - 1e-9))
         self._trade_size = params.mean_trade_size
         self._quote_size = params.mean_quote_size
-        self._trade_rng, self._trade_size_rng, self._quote_size_rng = rngs
+        self._rngs = rngs
         self._last = round(first_mid, self._price_decimals)
+        self._last_log_mid = math.log(first_mid)
         self._last_size = 0.0
         self._volume = 0.0
+        dt = 1.0 / params.rate
+        self._a_short = 0.5 ** (dt / VOL_SHORT_HALF_LIFE_S)
+        self._a_long = 0.5 ** (dt / VOL_LONG_HALF_LIFE_S)
+        self._a_activity = 0.5 ** (dt / ACTIVITY_HALF_LIFE_S)
+        variance = max(tick_variance, 1e-300)
+        self._short = np.array([self._a_short * variance])  # lfilter states
+        self._long = np.array([self._a_long * variance])
+        self._activity = np.array([0.0])
 
     def quote(self, mids: Floats) -> Ticks:
         """Return ticks for `mids` with prices, sizes, trades and volume (seq and ts unset)."""
         n = len(mids)
         ticks = empty_ticks(n)
+        if not n:
+            return ticks
+        rngs = self._rngs
+        ratio = self._vol_ratio(mids)
+
+        # Drawn as (n, 2), bid and ask per tick together, so batching cannot reorder draws.
+        sizes = self._lots(self._quote_size * rngs.quote_sizes.lognormal(-0.32, 0.8, (n, 2)))
+        depth = (sizes[:, 0] + sizes[:, 1]) / (2 * self._quote_size)
+        multiplier = np.clip(ratio**SPREAD_VOL_ELASTICITY
+                             * depth ** -SPREAD_LIQUIDITY_ELASTICITY, *SPREAD_MULTIPLIER_BOUNDS)
+        half = self._half_spread * multiplier
         tick = self._tick
         # Small epsilons keep a mid that sits exactly on the grid from rounding a whole tick away.
-        bid = np.floor(mids * (1 - self._half_spread) / tick + 1e-9) * tick
-        ask = np.ceil(mids * (1 + self._half_spread) / tick - 1e-9) * tick
-        ask = np.maximum(ask, bid + tick)
-        bid = np.maximum(bid, tick)
-        ask = np.maximum(ask, bid + tick)
+        bid = np.maximum(np.floor(mids * (1 - half) / tick + 1e-9) * tick, tick)
+        ask = np.maximum(np.ceil(mids * (1 + half) / tick - 1e-9) * tick, bid + tick)
         ticks["bid"] = np.round(bid, self._price_decimals)
         ticks["ask"] = np.round(ask, self._price_decimals)
-        # Drawn as (n, 2), bid and ask per tick together, so batching cannot reorder draws.
-        sizes = self._sizes(self._quote_size_rng, self._quote_size, (n, 2))
         ticks["bid_size"] = sizes[:, 0]
         ticks["ask_size"] = sizes[:, 1]
 
-        # Two uniforms per tick, always drawn, so trade decisions do not depend on batching.
-        u = self._trade_rng.random((n, 2))
-        traded = u[:, 0] < self._p_trade
-        buyer = u[:, 1] < 0.5
+        # Trades: a Poisson count per tick with a bursty intensity, heavy-tailed sizes.
+        noise = rngs.activity.standard_normal(n) * ACTIVITY_SD * math.sqrt(
+            1 - self._a_activity**2)
+        activity, self._activity = signal.lfilter([1.0], [1.0, -self._a_activity], noise,
+                                                  zi=self._activity)
+        intensity = (self._base_intensity * ratio
+                     * np.exp(activity - ACTIVITY_SD**2 / 2))
+        counts = rngs.counts.poisson(intensity)
+        traded = counts > 0
+        buyer = rngs.sides.random(n) < 0.5
+        trade_size = np.zeros(n)
+        total = int(counts.sum())
+        if total:
+            one = self._lots(self._trade_size * (TRADE_SIZE_TAIL - 1)
+                             * np.minimum(rngs.trade_sizes.pareto(TRADE_SIZE_TAIL, total),
+                                          TRADE_SIZE_CAP / (TRADE_SIZE_TAIL - 1)))
+            starts = (np.cumsum(counts) - counts)[traded]
+            trade_size[traded] = np.round(np.add.reduceat(one, starts), self._size_decimals)
         trade_price = np.where(buyer, ticks["ask"], ticks["bid"])
-        trade_size = self._sizes(self._trade_size_rng, self._trade_size, n)
         # Forward-fill the last trade over ticks without one.
         idx = np.where(traded, np.arange(n), -1)
         np.maximum.accumulate(idx, out=idx)
@@ -88,21 +147,30 @@ class Quoter:
         last_size[has] = trade_size[idx[has]]
         ticks["last"] = last
         ticks["last_size"] = last_size
-        volume = _carry_cumsum(self._volume, np.where(traded, trade_size, 0.0))
+        volume = _carry_cumsum(self._volume, trade_size)
         ticks["volume"] = np.round(volume, self._size_decimals)
         ticks["flags"] = np.where(traded, FLAG_TRADE, 0) | np.where(
             traded & buyer, FLAG_BUYER_AGGRESSOR, 0
         )
-        if n:
-            self._last = float(last[-1])
-            self._last_size = float(last_size[-1])
-            self._volume = float(volume[-1])  # unrounded, so batching cannot change the sums
+        self._last = float(last[-1])
+        self._last_size = float(last_size[-1])
+        self._volume = float(volume[-1])  # unrounded, so batching cannot change the sums
         return ticks
 
-    def _sizes(self, rng: np.random.Generator, mean: float, n: int | tuple[int, int]) -> Floats:
-        """Lognormal sizes with the given mean, rounded to whole lots, at least one lot."""
-        sigma = 0.8
-        raw = rng.lognormal(math.log(mean) - sigma**2 / 2, sigma, n)
+    def _vol_ratio(self, mids: Floats) -> Floats:
+        """Short-term over long-term volatility at each tick (EWMAs of squared log returns)."""
+        logs = np.log(mids)
+        returns = np.diff(logs, prepend=self._last_log_mid)
+        self._last_log_mid = float(logs[-1])
+        squared = returns * returns
+        short, self._short = signal.lfilter([1 - self._a_short], [1.0, -self._a_short], squared,
+                                            zi=self._short)
+        long, self._long = signal.lfilter([1 - self._a_long], [1.0, -self._a_long], squared,
+                                          zi=self._long)
+        return np.sqrt(np.maximum(short, 1e-300) / np.maximum(long, 1e-300))  # type: ignore[no-any-return]
+
+    def _lots(self, raw: Floats) -> Floats:
+        """Round sizes to whole lots, at least one lot."""
         lots = np.maximum(np.round(raw / self._lot), 1.0)
         return np.round(lots * self._lot, self._size_decimals)
 

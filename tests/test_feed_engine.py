@@ -16,6 +16,7 @@ from feedsim import control
 from feedsim.config import FeedConfig, load_symbols, load_universe
 from feedsim.engine import NS, Feed
 from feedsim.market import GbmParams
+from feedsim.models import SPREAD_MULTIPLIER_BOUNDS
 from marketdata import wire
 from marketdata.errors import ConfigError
 
@@ -91,10 +92,27 @@ def test_quotes_sit_on_the_tick_grid_around_the_mid() -> None:
             steps = ticks[side] / tick
             assert np.allclose(steps, np.round(steps), atol=1e-6)
         spread_bps = (ticks["ask"] - ticks["bid"]) / wire.mid(ticks) * 1e4
-        assert spread_bps.min() >= stream.market.spread_bps - 1e-9
-        assert spread_bps.max() <= stream.market.spread_bps + 3 * tick / ticks["bid"].min() * 1e4
+        low, high = SPREAD_MULTIPLIER_BOUNDS
+        rounding = 3 * tick / ticks["bid"].min() * 1e4
+        assert spread_bps.min() >= stream.market.spread_bps * low - 1e-9
+        assert spread_bps.max() <= stream.market.spread_bps * high + rounding
         lots = ticks["bid_size"] / stream.instrument.lot_size
         assert np.allclose(lots, np.round(lots)) and (lots >= 1).all()
+
+
+def test_spreads_widen_with_volatility_and_trades_come_in_bursts() -> None:
+    stream = Feed(SYMBOLS, 12, 0).symbols["BTC-USD"]
+    ticks = stream.produce(200_000)  # 5.5 hours at 10 ticks/s
+    mid = wire.mid(ticks)
+    spread = (ticks["ask"] - ticks["bid"]) / mid
+    minutes = len(ticks) // 600
+    per_minute = ticks[: minutes * 600].reshape(minutes, 600)
+    vol = np.abs(np.diff(np.log(wire.mid(per_minute)), axis=1)).mean(axis=1)
+    assert np.corrcoef(vol, spread[: minutes * 600].reshape(minutes, 600).mean(axis=1))[0, 1] > 0.3
+    trades = (per_minute["flags"] & wire.FLAG_TRADE).astype(bool).sum(axis=1)
+    assert trades.var() > 2 * trades.mean()  # overdispersed: bursts, not a steady Poisson rate
+    sizes = ticks["last_size"][(ticks["flags"] & wire.FLAG_TRADE) != 0]
+    assert sizes.max() > 20 * sizes.mean()  # heavy-tailed trade sizes
 
 
 def test_trades_print_at_the_touch_and_volume_accumulates() -> None:
