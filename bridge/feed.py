@@ -26,6 +26,7 @@ class FeedState:
     def __init__(self) -> None:
         self.instruments: Instruments | None = None
         self.latest: dict[str, tuple[int, wire.Ticks]] = {}  # symbol -> (session, 1 record)
+        self.books: dict[str, wire.BookSnapshot] = {}  # symbol -> latest order book
 
     def update(self, batch: wire.TickBatch) -> None:
         """Remember the last tick of `batch`."""
@@ -74,6 +75,7 @@ class TickSubscription:
 
     def __init__(self, context: zmq.asyncio.Context, endpoint: str,
                  on_batch: Callable[[wire.TickBatch], None],
+                 on_book: Callable[[wire.BookSnapshot], None],
                  on_bad_message: Callable[[WireError], None], rcvhwm: int = 1_000_000) -> None:
         self.socket = context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -81,6 +83,7 @@ class TickSubscription:
         self.socket.setsockopt(zmq.SUBSCRIBE, b"")
         self.socket.connect(endpoint)
         self.on_batch = on_batch
+        self.on_book = on_book
         self.on_bad_message = on_bad_message
 
     async def run(self) -> None:
@@ -98,6 +101,9 @@ class TickSubscription:
 
     def _handle(self, frames: list[memoryview]) -> None:
         try:
+            if frames and bytes(frames[0]).endswith(wire.BOOK_KIND_SUFFIX):
+                self.on_book(wire.decode_book(frames))
+                return
             batch = wire.decode(frames)
         except WireError as exc:
             self.on_bad_message(exc)

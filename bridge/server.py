@@ -57,6 +57,8 @@ class FeedMetrics:
                                 registry=registry)
         self.bad = Counter("bridge_bad_messages_total", "Messages that failed to decode",
                            registry=registry)
+        self.books = Counter("bridge_books_received_total", "Order book snapshots received",
+                             ["symbol"], registry=registry)
         self.last_tick = Gauge("bridge_last_tick_timestamp_seconds",
                                "Tick time of the latest tick received", ["symbol"],
                                registry=registry)
@@ -84,7 +86,8 @@ class Bridge:
         )
         self.control = ControlClient(self.context, config.feed_control_endpoint)
         self.subscription = TickSubscription(self.context, config.feed_pub_endpoint,
-                                             self._on_batch, self._on_bad_message)
+                                             self._on_batch, self._on_book,
+                                             self._on_bad_message)
         self.service = MarketDataService(self.state, self.hub, self.stream_metrics,
                                          config.instance_name, config.stream_queue_ticks)
         self.health = health.aio.HealthServicer()
@@ -180,6 +183,10 @@ class Bridge:
         self.history.add(fresh)
         self.feed_metrics.ticks.labels(batch.symbol).inc(len(fresh))
         self.feed_metrics.last_tick.labels(batch.symbol).set(int(fresh.ticks["ts_ns"][-1]) / 1e9)
+
+    def _on_book(self, book: wire.BookSnapshot) -> None:
+        self.state.books[book.symbol] = book
+        self.feed_metrics.books.labels(book.symbol).inc()
 
     def _on_bad_message(self, error: WireError) -> None:
         self.feed_metrics.bad.inc()

@@ -16,7 +16,7 @@ symbol = args[1] if len(args) > 1 else "BTC-USD"
 count = int(args[2]) if len(args) > 2 else 10
 
 socket = zmq.Context().socket(zmq.SUB)
-socket.setsockopt(zmq.SUBSCRIBE, wire.subscription(symbol))  # b"BTC-USD:", exactly this symbol
+socket.setsockopt(zmq.SUBSCRIBE, wire.topic(symbol))  # b"BTC-USD:tick": its ticks only
 socket.connect(endpoint)
 tracker = SequenceTracker()  # drops a last-value replay already seen; counts gaps
 printed = 0

@@ -56,6 +56,8 @@ class FeedConfig:
     min_batch_interval_s: float
     max_lag_s: float
     ahead_s: float
+    book_interval_s: float
+    book_levels: int
     send_hwm: int
     metrics_port: int
     log_level: str
@@ -78,6 +80,8 @@ class FeedConfig:
                                            minimum=0.0, maximum=1000.0) / 1000.0,
             max_lag_s=env_float(env, "FEED_MAX_LAG_MS", 1000.0, minimum=1.0) / 1000.0,
             ahead_s=env_float(env, "FEED_AHEAD_MS", 20.0, minimum=0.0, maximum=1000.0) / 1000.0,
+            book_interval_s=env_float(env, "FEED_BOOK_INTERVAL_MS", 100.0, minimum=0.0) / 1000.0,
+            book_levels=env_int(env, "FEED_BOOK_LEVELS", 20, minimum=1, maximum=500),
             send_hwm=env_int(env, "FEED_SEND_HWM", 100_000, minimum=0),
             metrics_port=env_int(env, "FEED_METRICS_PORT", 9101, minimum=0, maximum=65535),
             log_level=env_str(env, "LOG_LEVEL", "INFO"),

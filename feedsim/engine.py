@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from feedsim.book import BookMaker
 from feedsim.config import Correlation, SymbolConfig, correlation_matrix
 from feedsim.market import (
     SECONDS_PER_YEAR,
@@ -34,7 +35,7 @@ from feedsim.market import (
 )
 from feedsim.models import Quoter, QuoterRngs
 from marketdata.symbols import Instrument
-from marketdata.wire import TickBatch, Ticks, concat, empty_ticks
+from marketdata.wire import BookSnapshot, TickBatch, Ticks, concat, empty_ticks
 
 NS = 1_000_000_000
 MAX_AHEAD_TICKS = 4096
@@ -44,13 +45,15 @@ class SymbolFeed:
     """One symbol's model, quoter, sequence numbers and schedule."""
 
     def __init__(self, config: SymbolConfig, seed: int, anchor_ns: int, model: GroupMember,
-                 tick_variance: float, ahead_s: float = 0.0) -> None:
+                 tick_variance: float, ahead_s: float = 0.0, book_levels: int = 20) -> None:
         self.instrument = config.instrument
         self.market = config.market
         seeds = np.random.SeedSequence(
             entropy=seed, spawn_key=(zlib.crc32(config.instrument.symbol.encode()),)
         ).spawn(5)
         self.model = model
+        self.book_maker = BookMaker(config.instrument, config.market, seed, book_levels)
+        self.book_seq = 0
         self.quoter = Quoter(config.market, config.instrument,
                              QuoterRngs(*(np.random.default_rng(s) for s in seeds)),
                              config.market.price, tick_variance)
@@ -109,7 +112,7 @@ class Feed:
 
     def __init__(self, symbols: Sequence[SymbolConfig], seed: int, start_ns: int,
                  max_batch: int = 100_000, ahead_s: float = 0.0, step_s: float = 3600.0,
-                 correlations: Sequence[Correlation] = ()) -> None:
+                 correlations: Sequence[Correlation] = (), book_levels: int = 20) -> None:
         self.session = start_ns
         self.seed = seed
         self.start_ns = start_ns
@@ -118,7 +121,8 @@ class Feed:
         variances = _tick_variances(symbols, step_s, tuple(correlations))
         self.symbols = {s.instrument.symbol: SymbolFeed(s, seed, start_ns,
                                                         models[s.instrument.symbol],
-                                                        variances[s.instrument.symbol], ahead_s)
+                                                        variances[s.instrument.symbol], ahead_s,
+                                                        book_levels)
                         for s in symbols}
 
     @property
@@ -154,6 +158,17 @@ class Feed:
     def last(self, symbol: str) -> Ticks | None:
         """Return the latest tick of `symbol` as a 1-record array, or None before the first."""
         return self.symbols[symbol].last
+
+    def book(self, symbol: str) -> BookSnapshot | None:
+        """Return the next book snapshot of `symbol` at its latest tick (None before the first)."""
+        feed = self.symbols[symbol]
+        if feed.last is None:
+            return None
+        tick = feed.last[0]
+        bids, asks = feed.book_maker.book(tick)
+        feed.book_seq += 1
+        return BookSnapshot(symbol, self.session, feed.book_seq, int(tick["seq"]),
+                            int(tick["ts_ns"]), bids, asks)
 
 
 def _group_model(config: SymbolConfig, step_s: float, names: list[str]) -> GroupModel:

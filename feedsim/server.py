@@ -49,7 +49,10 @@ class FeedMetrics:
                                ["cmd"], registry=registry)
         self.snapshots = Counter("feedsim_snapshots_sent_total",
                                  "Last-value ticks replayed to new subscribers", registry=registry)
+        self.books = Counter("feedsim_books_total", "Order book snapshots published", ["symbol"],
+                             registry=registry)
         self.tick_children = {s: self.ticks.labels(s) for s in symbols}
+        self.book_children = {s: self.books.labels(s) for s in symbols}
         self.frame_children = {s: self.frames.labels(s) for s in symbols}
 
 
@@ -74,6 +77,7 @@ class FeedServer:
         self.poller.register(self.pub, zmq.POLLIN)
         self.poller.register(self.control, zmq.POLLIN)
         self._running = False
+        self._next_book_ns: dict[str, int] = {}
 
     @property
     def pub_address(self) -> str:
@@ -124,6 +128,22 @@ class FeedServer:
             return  # only with XPUB_NODROP; PUB semantics drop silently at the HWM
         self.metrics.tick_children[batch.symbol].inc(len(batch))
         self.metrics.frame_children[batch.symbol].inc()
+        self._maybe_publish_book(batch.symbol)
+
+    def _maybe_publish_book(self, symbol: str) -> None:
+        """Publish the book at the latest tick, at most every FEED_BOOK_INTERVAL_MS per symbol."""
+        now = time.monotonic_ns()
+        if now < self._next_book_ns.get(symbol, 0):
+            return
+        book = self.feed.book(symbol)
+        if book is None:
+            return
+        self._next_book_ns[symbol] = now + int(self.config.book_interval_s * 1e9)
+        try:
+            self.pub.send_multipart(wire.encode_book(book), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        self.metrics.book_children[symbol].inc()
 
     def _serve_sockets(self, timeout_s: float) -> None:
         """Wait up to `timeout_s` for socket events and handle them; sleep the sub-ms rest."""
@@ -187,7 +207,8 @@ def main() -> None:
     if config.metrics_port:
         start_http_server(config.metrics_port, addr="127.0.0.1", registry=registry)
     feed = Feed(config.symbols, config.seed, time.time_ns(), ahead_s=config.ahead_s,
-                step_s=config.universe.step_s, correlations=config.universe.correlations)
+                step_s=config.universe.step_s, correlations=config.universe.correlations,
+                book_levels=config.book_levels)
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
         server = FeedServer(config, feed, context, metrics)

@@ -38,6 +38,19 @@ Tick record, little-endian, 80 bytes (``TICK_DTYPE``)::
 Flags: FLAG_SNAPSHOT (1) a last-value replay for a late joiner, not a new tick (its seq was seen
 before); FLAG_TRADE (2) a trade printed at `last` in this tick; FLAG_BUYER_AGGRESSOR (4) that trade
 lifted the ask (clear: it hit the bid). Other bits are reserved and must be ignored.
+
+Order book snapshots (kind 2) use the topic ``b"<SYMBOL>:book"`` and the same 24-byte header
+(kind 2, header_len 56, record_size 16, count = bid levels + ask levels), then::
+
+    offset size type  field
+    24     8    u64   book_seq   per-symbol book sequence number, +1 per snapshot, from 1
+    32     8    u64   tick_seq   the tick whose touch this book shows (its best bid and ask)
+    40     8    i64   ts_ns      that tick's time
+    48     4    u32   n_bids
+    52     4    u32   n_asks
+
+followed by n_bids (price f64, size f64) records from the best bid down, then n_asks from the
+best ask up. The best levels always equal the tick's bid, ask, bid_size and ask_size.
 """
 
 from __future__ import annotations
@@ -54,7 +67,9 @@ from marketdata.errors import WireError
 MAGIC = b"MD"
 VERSION = 1
 KIND_TICKS = 1
+KIND_BOOK = 2
 TICK_KIND_SUFFIX = b":tick"
+BOOK_KIND_SUFFIX = b":book"
 
 FLAG_SNAPSHOT = 1
 FLAG_TRADE = 2
@@ -183,6 +198,74 @@ def decode(frames: list[bytes] | list[Any]) -> TickBatch:
         raise WireError("topic has an empty symbol")
     session, ticks = decode_body(frames[1])
     return TickBatch(symbol, session, ticks)
+
+
+LEVEL_DTYPE = np.dtype([("price", "<f8"), ("size", "<f8")])
+_BOOK = struct.Struct("<QQqII")
+BOOK_HEADER_SIZE = HEADER_SIZE + _BOOK.size
+
+Levels = npt.NDArray[np.void]
+"""A 1-d array of LEVEL_DTYPE records."""
+
+
+@dataclass(frozen=True)
+class BookSnapshot:
+    """An L2 order book of one symbol as of one tick."""
+
+    symbol: str
+    session: int
+    book_seq: int
+    tick_seq: int
+    ts_ns: int
+    bids: Levels  # best first
+    asks: Levels  # best first
+
+
+def book_topic(symbol: str) -> bytes:
+    """Return the ZeroMQ topic frame of `symbol`'s order book snapshots."""
+    return symbol.encode("ascii") + BOOK_KIND_SUFFIX
+
+
+def encode_book(book: BookSnapshot) -> list[bytes]:
+    """Encode a book snapshot as the two frames [topic, body]."""
+    header = _HEADER.pack(MAGIC, VERSION, KIND_BOOK, BOOK_HEADER_SIZE, LEVEL_DTYPE.itemsize,
+                          len(book.bids) + len(book.asks), book.session, 0)
+    extra = _BOOK.pack(book.book_seq, book.tick_seq, book.ts_ns, len(book.bids), len(book.asks))
+    levels = (book.bids.astype(LEVEL_DTYPE, copy=False).tobytes()
+              + book.asks.astype(LEVEL_DTYPE, copy=False).tobytes())
+    return [book_topic(book.symbol), header + extra + levels]
+
+
+def decode_book(frames: list[bytes] | list[Any]) -> BookSnapshot:
+    """Decode [topic, body] into a BookSnapshot; raise WireError naming what is wrong."""
+    if len(frames) != 2:
+        raise WireError(f"expected 2 frames (topic, body), got {len(frames)}")
+    raw_topic = bytes(frames[0])
+    if not raw_topic.endswith(BOOK_KIND_SUFFIX) or len(raw_topic) == len(BOOK_KIND_SUFFIX):
+        raise WireError(f"topic {raw_topic[:40]!r} is not a book topic '<SYMBOL>:book'")
+    try:
+        symbol = raw_topic[: -len(BOOK_KIND_SUFFIX)].decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise WireError(f"topic {raw_topic[:40]!r} is not ASCII") from exc
+    body = frames[1]
+    if len(body) < BOOK_HEADER_SIZE:
+        raise WireError(f"book body is {len(body)} bytes, shorter than its "
+                        f"{BOOK_HEADER_SIZE}-byte header")
+    magic, version, kind, header_len, record_size, count, session, _ = _HEADER.unpack_from(body)
+    if magic != MAGIC or version != VERSION or kind != KIND_BOOK:
+        raise WireError(f"not a version-{VERSION} book body (magic {magic!r}, version {version}, "
+                        f"kind {kind})")
+    if header_len < BOOK_HEADER_SIZE or record_size < LEVEL_DTYPE.itemsize:
+        raise WireError(f"book header_len {header_len} or record_size {record_size} too small")
+    book_seq, tick_seq, ts_ns, n_bids, n_asks = _BOOK.unpack_from(body, HEADER_SIZE)
+    if n_bids + n_asks != count or len(body) != header_len + count * record_size:
+        raise WireError(f"book body is {len(body)} bytes; its header promises {count} levels "
+                        f"({n_bids} bids, {n_asks} asks) of {record_size} bytes")
+    wide = np.dtype({"names": ["price", "size"], "formats": ["<f8", "<f8"], "offsets": [0, 8],
+                     "itemsize": record_size})
+    levels = np.frombuffer(body, dtype=wide, count=count, offset=header_len).astype(LEVEL_DTYPE)
+    return BookSnapshot(symbol, session, book_seq, tick_seq, ts_ns, levels[:n_bids],
+                        levels[n_bids:])
 
 
 def concat(parts: list[Ticks]) -> Ticks:
