@@ -105,6 +105,7 @@ HISTORY_HIGH_RATE = 1_000_000     # 2 x 1M: FEED_TICK_RATE's maximum
 LATENCY_RATE = 5_000              # 2 x 5k = 10,000 ticks/s
 N_SYMBOLS = 2
 SYMBOLS_FILE = Path(__file__).with_name("symbols.toml")  # the two symbols every figure assumes
+TICK_TOPICS = [b"BTC-USD:tick", b"ETH-USD:tick"]  # its two symbols' tick topics (wire.topic)
 
 
 # --------------------------------------------------------------------------------------------
@@ -507,7 +508,8 @@ def worker_zmq_sub(a: dict[str, Any]) -> None:
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.RCVHWM, a.get("rcvhwm", 1_000_000))
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    for topic in TICK_TOPICS:  # ticks only: feedsim also publishes order books
+        sub.setsockopt(zmq.SUBSCRIBE, topic)
     sub.connect(a["endpoint"])
     warm, duration = a["warm"], a["duration"]
     wire_mode = a["mode"] == "wire"
@@ -811,7 +813,8 @@ def worker_bare_relay(a: dict[str, Any]) -> None:
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.RCVHWM, 1_000_000)
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        for topic in TICK_TOPICS:
+            sub.setsockopt(zmq.SUBSCRIBE, topic)
         sub.connect(a["endpoint"])
         while True:
             frames = await sub.recv_multipart(copy=False)
