@@ -131,6 +131,8 @@ class HistoryWriter:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            # Let the streams woken by the same ticks send first: history is not latency-bound.
+            await asyncio.sleep(0)
             try:
                 await self.flush()
                 backoff = 0.05
