@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+
 import numpy as np
 
 from feedsim.config import Correlation, SymbolConfig
