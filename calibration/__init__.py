@@ -4,7 +4,8 @@ Four steps, each a pure function of its inputs (and of a seed where it draws):
 
 * import: :func:`parse_ohlcv` reads CryptoDataDownload (Bitstamp, Binance) and Binance kline CSV
   text into :class:`Bars`, listing every repaired or dropped row in an :class:`ImportReport`;
-* fit: :func:`fit_garch_t` estimates GARCH(1,1) with Student-t innovations (:class:`GarchT`) and
+* fit: :func:`fit_garch_t` estimates GARCH(1,1) with Student-t innovations (the feed's own
+  :class:`feedsim.market.GarchParams`) and
   :func:`correlate` the return correlation of two symbols;
 * simulate: :func:`simulate_garch_t` draws returns from fitted parameters;
 * score: :func:`evaluate` fits, simulates and compares in a :class:`Scorecard`;
@@ -25,7 +26,6 @@ from calibration.bars import Bars, log_returns
 from calibration.errors import CalibrationError, DataFormatError, FitError, InsufficientData
 from calibration.garch import (
     Correlation,
-    GarchT,
     Pair,
     correlate,
     fit_garch_t,
@@ -39,6 +39,7 @@ from calibration.garch import (
 from calibration.importer import Action, ImportReport, Issue, IssueKind, parse_ohlcv
 from calibration.render import render_comparison
 from calibration.score import Evaluation, Scorecard, ScoreRow, evaluate, scorecard
+from feedsim.market import GarchParams
 
 __all__ = [
     "Action",
@@ -48,7 +49,7 @@ __all__ = [
     "DataFormatError",
     "Evaluation",
     "FitError",
-    "GarchT",
+    "GarchParams",
     "ImportReport",
     "InsufficientData",
     "Issue",

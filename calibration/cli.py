@@ -136,7 +136,7 @@ def _fit(args: argparse.Namespace) -> int:
         _write(args.out, toml.encode())
         sys.stdout.write(f"wrote {args.out}: alpha {params.alpha:.4f} beta {params.beta:.4f} "
                          f"nu {params.nu:.3f}, annualised volatility "
-                         f"{params.annualised_volatility():.1%}\n")
+                         f"{params.annualised_volatility:.1%}\n")
     return 0
 
 
@@ -151,7 +151,7 @@ def _score(args: argparse.Namespace) -> int:
         params = evaluation.params
         data["params"] = {"mu": params.mu, "omega": params.omega, "alpha": params.alpha,
                           "beta": params.beta, "nu": params.nu, "interval_s": params.interval_s,
-                          "annualised_volatility": params.annualised_volatility()}
+                          "annualised_volatility": params.annualised_volatility}
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
         sys.stdout.write(card.render() + "\n")

@@ -30,56 +30,15 @@ from scipy import optimize, signal, special  # type: ignore[import-untyped, unus
 
 from calibration.bars import Bars, Floats, Ints, log_returns
 from calibration.errors import DataFormatError, FitError, InsufficientData
+from feedsim.market import GarchParams
 
 log = logging.getLogger(__name__)
 
-SECONDS_PER_YEAR = 365.25 * 24 * 3600.0  # crypto trades around the clock
 MIN_RETURNS = 50
 _PERSISTENCE_LOGIT = (-10.0, 12.0)  # alpha + beta up to 1 - 6e-6
 _SHARE_LOGIT = (-12.0, 12.0)
 _NU_LOG = (math.log(0.01), math.log(198.0))  # nu in [2.01, 200]
 _STARTS = ((0.97, 0.10, 5.0), (0.90, 0.20, 4.0), (0.99, 0.05, 8.0), (0.95, 0.15, 12.0))
-
-
-@dataclass(frozen=True)
-class GarchT:
-    """Fitted GARCH(1,1)-t parameters of log returns per bar of `interval_s` seconds."""
-
-    mu: float
-    omega: float
-    alpha: float
-    beta: float
-    nu: float
-    interval_s: float
-
-    def __post_init__(self) -> None:
-        """Reject parameters outside the stationary, finite-variance region."""
-        if not all(math.isfinite(v) for v in (self.mu, self.omega, self.alpha, self.beta,
-                                               self.nu, self.interval_s)):
-            raise ValueError("GARCH parameters must be finite")
-        if self.omega <= 0 or self.alpha < 0 or self.beta < 0 or self.alpha + self.beta >= 1:
-            raise ValueError("need omega > 0, alpha >= 0, beta >= 0, alpha + beta < 1")
-        if self.nu <= 2 or self.interval_s <= 0:
-            raise ValueError("need nu > 2 and interval_s > 0")
-
-    @property
-    def persistence(self) -> float:
-        """Return alpha + beta, the decay per bar of a variance shock."""
-        return self.alpha + self.beta
-
-    @property
-    def unconditional_variance(self) -> float:
-        """Return the long-run variance of a one-bar return, omega / (1 - alpha - beta)."""
-        return self.omega / (1.0 - self.persistence)
-
-    @property
-    def bars_per_year(self) -> float:
-        """Return how many bars a 365.25-day year holds."""
-        return SECONDS_PER_YEAR / self.interval_s
-
-    def annualised_volatility(self) -> float:
-        """Return the unconditional volatility scaled to a year, sqrt(variance x bars per year)."""
-        return math.sqrt(self.unconditional_variance * self.bars_per_year)
 
 
 @dataclass(frozen=True)
@@ -95,8 +54,8 @@ class Correlation:
 class Pair:
     """Two symbols' GARCH-t parameters and the correlation of their standardised innovations."""
 
-    a: GarchT
-    b: GarchT
+    a: GarchParams
+    b: GarchParams
     rho: float
 
 
@@ -148,7 +107,7 @@ def _checked(returns: Floats) -> tuple[Floats, float]:
     return r, sd
 
 
-def fit_garch_t(returns: Floats, interval_s: float) -> GarchT:
+def fit_garch_t(returns: Floats, interval_s: float) -> GarchParams:
     """Fit GARCH(1,1)-t by maximum likelihood with variance targeting, to calibrate the feed.
 
     Returns are scaled to unit variance for the optimiser and the result scaled back. The best of
@@ -170,13 +129,13 @@ def fit_garch_t(returns: Floats, interval_s: float) -> GarchT:
     if best is None:
         raise FitError("no starting point gave a finite GARCH(1,1)-t likelihood")
     mu, alpha, beta, nu = _unpack(best[1])
-    params = GarchT(mu=mu * sd, omega=(1.0 - alpha - beta) * sd * sd, alpha=alpha, beta=beta,
+    params = GarchParams(mu=mu * sd, omega=(1.0 - alpha - beta) * sd * sd, alpha=alpha, beta=beta,
                     nu=nu, interval_s=float(interval_s))
     log.info("GARCH-t fit on %d returns: %s (nll %.2f)", r.size, params, best[0])
     return params
 
 
-def garch_t_nll(params: GarchT, returns: Floats) -> float:
+def garch_t_nll(params: GarchParams, returns: Floats) -> float:
     """Return the negative log-likelihood of `returns` under `params`, to compare fits.
 
     The recursion starts from the unconditional variance, as the fit does.
@@ -192,7 +151,7 @@ def garch_t_nll(params: GarchT, returns: Floats) -> float:
     return -float(ll)
 
 
-def conditional_variance(params: GarchT, returns: Floats) -> Floats:
+def conditional_variance(params: GarchParams, returns: Floats) -> Floats:
     """Return h_t for each return, starting from the unconditional variance."""
     r = np.asarray(returns, dtype=np.float64)
     if r.size == 0:
@@ -204,7 +163,7 @@ def conditional_variance(params: GarchT, returns: Floats) -> Floats:
     return np.asarray(signal.lfilter([1.0], [1.0, -params.beta], drive), dtype=np.float64)
 
 
-def standardised_residuals(params: GarchT, returns: Floats) -> Floats:
+def standardised_residuals(params: GarchParams, returns: Floats) -> Floats:
     """Return (r_t - mu) / sqrt(h_t): the innovations the model says it saw."""
     r = np.asarray(returns, dtype=np.float64)
     return (r - params.mu) / np.sqrt(conditional_variance(params, r))
@@ -216,7 +175,7 @@ def _unit_t(nu: float, size: int, rng: np.random.Generator) -> Floats:
         (nu - 2.0) / nu)
 
 
-def _recurse(params: GarchT, z: Floats) -> Floats:
+def _recurse(params: GarchParams, z: Floats) -> Floats:
     """Run the GARCH recursion over unit innovations `z`, from the unconditional variance."""
     omega, alpha, beta, mu = params.omega, params.alpha, params.beta, params.mu
     h = params.unconditional_variance
@@ -228,7 +187,7 @@ def _recurse(params: GarchT, z: Floats) -> Floats:
     return out + mu
 
 
-def simulate_garch_t(params: GarchT, n: int, rng: np.random.Generator, *,
+def simulate_garch_t(params: GarchParams, n: int, rng: np.random.Generator, *,
                      burn: int = 500) -> Floats:
     """Return `n` log returns drawn from `params`, to score the model against real data.
 
@@ -311,7 +270,7 @@ def fit_pair(bars_a: Bars, bars_b: Bars) -> Pair:
     return Pair(a, b, float(np.corrcoef(za, zb)[0, 1]))
 
 
-def params_to_toml(params: GarchT, comment: str = "") -> str:
+def params_to_toml(params: GarchParams, comment: str = "") -> str:
     """Return the parameters as a TOML document with a ``[garch]`` table, for the feed to load."""
     lines = [f"# {line}" for line in comment.splitlines()]
     lines += [
@@ -324,16 +283,16 @@ def params_to_toml(params: GarchT, comment: str = "") -> str:
         f"beta = {params.beta!r}",
         f"nu = {params.nu!r}",
         f"interval_s = {params.interval_s!r}",
-        f"annualised_volatility = {params.annualised_volatility()!r}",
+        f"annualised_volatility = {params.annualised_volatility!r}",
     ]
     return "\n".join(lines) + "\n"
 
 
-def params_from_toml(text: str) -> GarchT:
+def params_from_toml(text: str) -> GarchParams:
     """Return the parameters of a ``[garch]`` table written by :func:`params_to_toml`."""
     try:
         table = tomllib.loads(text)["garch"]
-        return GarchT(**{name: float(table[name]) for name in
+        return GarchParams(**{name: float(table[name]) for name in
                          ("mu", "omega", "alpha", "beta", "nu", "interval_s")})
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
         raise DataFormatError(f"not a [garch] parameter table: {exc}") from exc

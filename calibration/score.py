@@ -42,7 +42,6 @@ from calibration import stats
 from calibration.bars import Bars, Floats, log_returns
 from calibration.errors import InsufficientData
 from calibration.garch import (
-    GarchT,
     Pair,
     correlate,
     fit_garch_t,
@@ -50,6 +49,7 @@ from calibration.garch import (
     simulate_garch_t,
     simulate_pair,
 )
+from feedsim.market import GarchParams
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def scorecard(real: Floats, generated: Floats, interval_s: float, *,
 class Evaluation:
     """A fit on real bars, the returns it generated with a seed, and their scorecard."""
 
-    params: GarchT
+    params: GarchParams
     pair: Pair | None
     real: Floats
     generated: Floats

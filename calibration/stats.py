@@ -12,7 +12,7 @@ from scipy import stats as st  # type: ignore[import-untyped, unused-ignore]
 
 from calibration.bars import Floats
 from calibration.errors import InsufficientData
-from calibration.garch import SECONDS_PER_YEAR
+from feedsim.market import SECONDS_PER_YEAR
 
 
 def _series(x: Floats, minimum: int = 2) -> Floats:

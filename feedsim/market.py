@@ -76,6 +76,26 @@ class GarchParams:
     nu: float
     interval_s: float = 3600.0
 
+    def __post_init__(self) -> None:
+        """Reject parameters outside the stationary, finite-variance region."""
+        if not all(math.isfinite(v) for v in (self.mu, self.omega, self.alpha, self.beta,
+                                               self.nu, self.interval_s)):
+            raise ValueError("GARCH parameters must be finite")
+        if self.omega <= 0 or self.alpha < 0 or self.beta < 0 or self.alpha + self.beta >= 1:
+            raise ValueError("need omega > 0, alpha >= 0, beta >= 0, alpha + beta < 1")
+        if self.nu <= 2 or self.interval_s <= 0:
+            raise ValueError("need nu > 2 and interval_s > 0")
+
+    @property
+    def persistence(self) -> float:
+        """Return alpha + beta, the decay per step of a variance shock."""
+        return self.alpha + self.beta
+
+    @property
+    def bars_per_year(self) -> float:
+        """Return how many steps a 365.25-day year holds."""
+        return SECONDS_PER_YEAR / self.interval_s
+
     @property
     def unconditional_variance(self) -> float:
         """Long-run variance per step."""

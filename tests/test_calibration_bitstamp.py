@@ -58,7 +58,7 @@ def test_full_bitstamp_file_calibrates_and_scores() -> None:
     params = result.params
     real_vol = real("annualised volatility")
     assert real_vol == pytest.approx(0.758, abs=0.005)           # the data README's ~76%
-    assert params.annualised_volatility() == pytest.approx(real_vol, rel=1e-6)
+    assert params.annualised_volatility == pytest.approx(real_vol, rel=1e-6)
     assert 2.0 < params.nu < 5.0 and 0.95 < params.alpha + params.beta < 1.0
 
     # the real side matches the data README's reference figures

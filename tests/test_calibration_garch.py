@@ -12,7 +12,7 @@ import pytest
 
 from calibration import (
     DataFormatError,
-    GarchT,
+    GarchParams,
     InsufficientData,
     Pair,
     correlate,
@@ -34,19 +34,19 @@ HOUR = 3600.0
 
 
 def garch(alpha: float = 0.08, beta: float = 0.90, nu: float = 6.0, variance: float = 1e-4,
-          mu: float = 1e-4) -> GarchT:
+          mu: float = 1e-4) -> GarchParams:
     """Return hourly parameters with the given unconditional variance."""
-    return GarchT(mu=mu, omega=(1 - alpha - beta) * variance, alpha=alpha, beta=beta, nu=nu,
+    return GarchParams(mu=mu, omega=(1 - alpha - beta) * variance, alpha=alpha, beta=beta, nu=nu,
                   interval_s=HOUR)
 
 
 def test_annualised_volatility_by_hand() -> None:
-    params = GarchT(mu=0.0, omega=0.1e-4, alpha=0.05, beta=0.85, nu=5.0, interval_s=HOUR)
+    params = GarchParams(mu=0.0, omega=0.1e-4, alpha=0.05, beta=0.85, nu=5.0, interval_s=HOUR)
     assert params.unconditional_variance == pytest.approx(1e-4)
     assert params.bars_per_year == pytest.approx(8766.0)
-    assert params.annualised_volatility() == pytest.approx(math.sqrt(1e-4 * 8766.0))
-    daily = GarchT(mu=0.0, omega=0.1e-4, alpha=0.05, beta=0.85, nu=5.0, interval_s=86400.0)
-    assert daily.annualised_volatility() == pytest.approx(math.sqrt(1e-4 * 365.25))
+    assert params.annualised_volatility == pytest.approx(math.sqrt(1e-4 * 8766.0))
+    daily = GarchParams(mu=0.0, omega=0.1e-4, alpha=0.05, beta=0.85, nu=5.0, interval_s=86400.0)
+    assert daily.annualised_volatility == pytest.approx(math.sqrt(1e-4 * 365.25))
 
 
 @pytest.mark.parametrize("bad", [
@@ -58,7 +58,7 @@ def test_inadmissible_parameters_are_rejected(bad: dict[str, float]) -> None:
     values = {"mu": 0.0, "omega": 1e-6, "alpha": 0.1, "beta": 0.8, "nu": 5.0,
               "interval_s": HOUR} | bad
     with pytest.raises(ValueError, match=r"need|finite"):
-        GarchT(**values)
+        GarchParams(**values)
 
 
 def test_simulation_is_seeded_and_matches_the_model_moments() -> None:
@@ -80,7 +80,7 @@ def test_simulate_rejects_negative_counts() -> None:
 
 
 def test_conditional_variance_follows_the_recursion_by_hand() -> None:
-    params = GarchT(mu=0.0, omega=0.1, alpha=0.2, beta=0.5, nu=5.0, interval_s=1.0)
+    params = GarchParams(mu=0.0, omega=0.1, alpha=0.2, beta=0.5, nu=5.0, interval_s=1.0)
     r = np.array([1.0, -2.0, 0.5])
     h0 = 0.1 / 0.3
     h1 = 0.1 + 0.2 * 1.0 + 0.5 * h0
@@ -95,7 +95,7 @@ def test_conditional_variance_follows_the_recursion_by_hand() -> None:
     pytest.param(garch(alpha=0.04, beta=0.95, nu=10.0, variance=4e-6), 40_000, 13,
                  id="persistent"),
 ])
-def test_fit_recovers_known_parameters(truth: GarchT, n: int, seed: int) -> None:
+def test_fit_recovers_known_parameters(truth: GarchParams, n: int, seed: int) -> None:
     returns = simulate_garch_t(truth, n, np.random.default_rng(seed))
     started = time.perf_counter()
     fitted = fit_garch_t(returns, HOUR)
@@ -103,7 +103,7 @@ def test_fit_recovers_known_parameters(truth: GarchT, n: int, seed: int) -> None
     assert fitted.alpha == pytest.approx(truth.alpha, abs=0.02)
     assert fitted.beta == pytest.approx(truth.beta, abs=0.03)
     assert fitted.nu == pytest.approx(truth.nu, rel=0.25)
-    assert fitted.annualised_volatility() == pytest.approx(truth.annualised_volatility(),
+    assert fitted.annualised_volatility == pytest.approx(truth.annualised_volatility,
                                                            rel=0.1)
     assert fitted.interval_s == HOUR
     # the maximum is at least as likely as the truth, and variance targeting holds exactly
@@ -133,7 +133,7 @@ def test_toml_round_trip() -> None:
     table = tomllib.loads(text)["garch"]
     assert set(table) == {"mu", "omega", "alpha", "beta", "nu", "interval_s",
                           "annualised_volatility"}
-    assert table["annualised_volatility"] == params.annualised_volatility()
+    assert table["annualised_volatility"] == params.annualised_volatility
     assert params_from_toml(text) == params
     assert text.startswith("# fitted on a test\n# second line\n")
 
