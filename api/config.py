@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from marketdata.errors import ConfigError
-from marketdata.settings import env_float, env_int, env_str
+from marketdata.settings import env_float, env_int, env_log_level, env_redis_url, env_str
 
 DEFAULT_HISTORY_LIMIT = 1000
 
@@ -34,15 +33,9 @@ class ApiConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ApiConfig:
         """Build the config from `env`; raise ConfigError naming any bad variable."""
-        redis_url = env_str(env, "REDIS_URL", cls.redis_url)
-        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"REDIS_URL={redis_url!r} must start with redis://, rediss:// "
-                              "or unix://")
+        redis_url = env_redis_url(env, cls.redis_url)
         service = env_str(env, "SERVICE_NAME", cls.service_name)
-        log_level = env_str(env, "LOG_LEVEL", cls.log_level).upper()
-        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ConfigError(f"LOG_LEVEL={log_level!r} is not one of DEBUG, INFO, WARNING, "
-                              "ERROR, CRITICAL")
+        log_level = env_log_level(env, cls.log_level)
         return cls(
             redis_url=redis_url,
             redis_prefix=env_str(env, "REDIS_PREFIX", cls.redis_prefix),

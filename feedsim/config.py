@@ -13,7 +13,7 @@ import numpy as np
 from feedsim.market import CrossParams, GarchParams, GbmParams, Jumps, ModelParams, OuParams
 from feedsim.models import MarketParams
 from marketdata.errors import ConfigError
-from marketdata.settings import env_float, env_int, env_str
+from marketdata.settings import env_float, env_int, env_log_level, env_str
 from marketdata.symbols import Instrument, canonical
 
 DEFAULT_SYMBOLS_FILE = Path(__file__).with_name("symbols.toml")
@@ -84,7 +84,7 @@ class FeedConfig:
             book_levels=env_int(env, "FEED_BOOK_LEVELS", 20, minimum=1, maximum=500),
             send_hwm=env_int(env, "FEED_SEND_HWM", 100_000, minimum=0),
             metrics_port=env_int(env, "FEED_METRICS_PORT", 9101, minimum=0, maximum=65535),
-            log_level=env_str(env, "LOG_LEVEL", "INFO"),
+            log_level=env_log_level(env),
             service_name=service,
             instance_name=env_str(env, "SERVICE_INSTANCE_NAME", f"{service}-1"),
         )

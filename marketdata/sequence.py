@@ -54,7 +54,8 @@ class SequenceTracker:
             if not len(ticks):
                 return Observation(None, 0, restarted)
             first = int(ticks["seq"][0])
-        missed = first - last_seq - 1 if previous is not None and not restarted else 0
+        # After a restart the new session's ticks before `first` were missed too.
+        missed = first - last_seq - 1 if previous is not None else 0
         if ticks["flags"].any():
             snap = (ticks["flags"] & wire.FLAG_SNAPSHOT) != 0
             if snap.any():

@@ -43,8 +43,8 @@ def env_float(env: Mapping[str, str], name: str, default: float, *, minimum: flo
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if math.isnan(value):
-        raise ConfigError(f"{name} is NaN")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={raw!r} is not a finite number")
     _check_bounds(name, value, minimum, maximum)
     return value
 
@@ -54,6 +54,25 @@ def _check_bounds(name: str, value: float, minimum: float | None, maximum: float
         raise ConfigError(f"{name}={value} is below the minimum {minimum}")
     if maximum is not None and value > maximum:
         raise ConfigError(f"{name}={value} is above the maximum {maximum}")
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def env_log_level(env: Mapping[str, str], default: str = "INFO") -> str:
+    """Return LOG_LEVEL, upper-cased, or raise ConfigError naming the accepted levels."""
+    level = env_str(env, "LOG_LEVEL", default).upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL={level!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def env_redis_url(env: Mapping[str, str], default: str) -> str:
+    """Return REDIS_URL, or raise ConfigError unless it is a redis://, rediss:// or unix:// URL."""
+    url = env_str(env, "REDIS_URL", default)
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"REDIS_URL={url!r} must start with redis://, rediss:// or unix://")
+    return url
 
 
 def environ() -> Mapping[str, str]:

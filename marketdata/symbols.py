@@ -14,7 +14,7 @@ from typing import Any
 
 from marketdata.errors import InvalidSymbol, UnknownSymbol
 
-_PART = re.compile(r"^[A-Z0-9]{1,16}$")
+_PART = re.compile(r"[A-Z0-9]{1,16}")  # used with fullmatch: no trailing newline slips through
 _SEPARATORS = re.compile(r"[-/_]")
 MAX_SYMBOL_TEXT = 40
 
@@ -28,18 +28,29 @@ def canonical(text: str) -> str:
     Raise InvalidSymbol when the text has no separator or a part is not alphanumeric; compact
     spellings need the list of known symbols (see Instruments.resolve).
     """
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidSymbol("symbol is empty")
-    cleaned = text.strip().upper()
-    if len(cleaned) > MAX_SYMBOL_TEXT:
-        raise InvalidSymbol(f"symbol is longer than {MAX_SYMBOL_TEXT} characters")
+    cleaned = _cleaned(text)
     parts = _SEPARATORS.split(cleaned)
-    if len(parts) != 2 or not all(_PART.match(p) for p in parts):
+    if len(parts) != 2 or not all(_PART.fullmatch(p) for p in parts):
         raise InvalidSymbol(
             f"'{text}' is not a symbol: expected BASE-QUOTE such as BTC-USD "
             "(also accepted: BTC/USD, BTC_USD, BTCUSD, any case)"
         )
     return f"{parts[0]}-{parts[1]}"
+
+
+def _cleaned(text: str) -> str:
+    """Strip and upper-case `text`; refuse empty, overlong or non-ASCII text.
+
+    ASCII first: str.upper() folds some non-ASCII letters into ASCII ones (U+017F, the long s,
+    becomes 'S'), which would let a lookalike resolve to a real symbol.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidSymbol("symbol is empty")
+    if len(text.strip()) > MAX_SYMBOL_TEXT:
+        raise InvalidSymbol(f"symbol is longer than {MAX_SYMBOL_TEXT} characters")
+    if not text.isascii():
+        raise InvalidSymbol(f"{text.strip()!r} is not a symbol: only ASCII letters and digits")
+    return text.strip().upper()
 
 
 def compact(symbol: str) -> str:
@@ -115,16 +126,12 @@ class Instruments:
 
     def resolve(self, text: str) -> Instrument:
         """Return the instrument `text` names; raise InvalidSymbol or UnknownSymbol."""
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidSymbol("symbol is empty")
-        cleaned = text.strip().upper()
-        if len(cleaned) > MAX_SYMBOL_TEXT:
-            raise InvalidSymbol(f"symbol is longer than {MAX_SYMBOL_TEXT} characters")
+        cleaned = _cleaned(text)
         if _SEPARATORS.search(cleaned):
             symbol = canonical(cleaned)
         elif cleaned in self._by_compact:
             symbol = self._by_compact[cleaned]
-        elif _PART.match(cleaned):
+        elif _PART.fullmatch(cleaned):
             symbol = _split_compact(cleaned)
         else:
             raise InvalidSymbol(

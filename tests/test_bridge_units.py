@@ -129,3 +129,10 @@ def test_tick_batches_carry_every_symbol_in_one_message_within_the_bound() -> No
     assert {"BTC-USD": [1, 2, 3], "ETH-USD": [1]} == by_symbol
     big = [batch("BTC-USD", list(range(1, 900))), batch("ETH-USD", list(range(1, 900)))]
     assert 2 == len(_tick_batches(big))
+
+
+def test_ticks_before_the_first_of_a_new_session_count_as_missed() -> None:
+    tracker = SequenceTracker()
+    tracker.seed("A", session=1, seq=900)
+    observation = tracker.observe(batch("A", [3, 4], session=2))
+    assert observation.restarted and 2 == observation.missed

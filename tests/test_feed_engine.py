@@ -295,3 +295,13 @@ def test_bad_cross_rates_are_rejected_clearly(tmp_path: Path, edit: tuple[str, s
     path.write_text(text.replace(*edit))
     with pytest.raises(ConfigError, match=message):
         load_universe(path)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL='VERBOSE' is not one of"),
+    ({"FEED_MAX_LAG_MS": "inf"}, "FEED_MAX_LAG_MS='inf' is not a finite number"),
+    ({"FEED_TICK_RATE": "nan"}, "FEED_TICK_RATE='nan' is not a finite number"),
+])
+def test_malformed_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        FeedConfig.from_env(env)

@@ -62,3 +62,9 @@ def test_instrument_round_trips_through_dict() -> None:
     assert BTC == Instrument.from_dict(BTC.to_dict())
     assert 2 == BTC.price_decimals
     assert 5 == BTC.size_decimals
+
+
+@pytest.mark.parametrize("text", ["BTC\n-USD", "BTC\nUSD", "btc-u\u017fd", "\uff22TC-USD"])
+def test_newlines_and_unicode_lookalikes_are_invalid(text: str) -> None:
+    with pytest.raises(InvalidSymbol):
+        INSTRUMENTS.resolve(text)
