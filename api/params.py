@@ -1,4 +1,4 @@
-"""Parsing query parameters: timestamps, limits, and the history query as a whole.
+"""Parsing query parameters: timestamps, limits, intervals, and the range queries as a whole.
 
 Timestamps are epoch milliseconds (digits only, e.g. ``1764060279123``) or RFC 3339 / ISO 8601
 text (``2026-11-25T08:44:39.123Z``, ``2026-11-25T09:44:39+01:00``; without an offset it is UTC;
@@ -8,6 +8,9 @@ Every failure raises InvalidParameter naming the parameter, never anything else.
 An ``end`` covers the whole unit it is written in: ``end=1764060279123`` includes every tick of
 that millisecond, ``end=2026-11-25T08:44:39Z`` every tick of that second. So a tick's own
 ``timestamp_ms`` or ``timestamp`` used as ``end`` includes that tick.
+
+Candles take the same ``start``, ``end`` and ``limit``, applied to the candles' open times, and
+an ``interval`` (``1m`` when not given).
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from api.errors import InvalidParameter
+from marketdata.candles import BY_NAME, Interval
 
 MAX_NS = 2**63 - 1  # ticks carry int64 ns: up to 2262-04-11T23:47:16.854775807Z
 MAX_EPOCH_MS = MAX_NS // 1_000_000
 MAX_TIMESTAMP_TEXT = 64
 HISTORY_PARAMETERS = ("start", "end", "limit")
+CANDLE_PARAMETERS = ("interval", "start", "end", "limit")
+DEFAULT_INTERVAL = "1m"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = "2262-04-11T23:47:16Z"
@@ -36,6 +42,16 @@ _SPACED_OFFSET = re.compile(r"(.*[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) (\d{2}:
 class HistoryQuery:
     """A validated history request: start_ns <= end_ns, 1 <= limit <= the maximum."""
 
+    start_ns: int | None
+    end_ns: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class CandleQuery:
+    """A validated candles request: the interval and a range of open times, as HistoryQuery."""
+
+    interval: Interval
     start_ns: int | None
     end_ns: int
     limit: int
@@ -87,22 +103,53 @@ def parse_limit(text: str, maximum: int) -> int:
     return int(text)
 
 
+def parse_interval(text: str) -> Interval:
+    """Return the `interval` parameter as an Interval; raise InvalidParameter listing them all."""
+    interval = BY_NAME.get(text.strip())
+    if interval is None:
+        raise InvalidParameter("interval", f"{text[:40]!r} is not an interval; accepted: "
+                               f"{', '.join(BY_NAME)}")
+    return interval
+
+
 def history_query(params: Mapping[str, str | Sequence[str]], now_ns: int, default_limit: int,
                   max_limit: int) -> HistoryQuery:
     """Validate the query parameters of a history request (`end` defaults to now)."""
-    unknown = sorted(set(params) - set(HISTORY_PARAMETERS))
+    values = single_values(params, HISTORY_PARAMETERS)
+    return HistoryQuery(*_range(values, now_ns, default_limit, max_limit))
+
+
+def candle_query(params: Mapping[str, str | Sequence[str]], now_ns: int, default_limit: int,
+                 max_limit: int) -> CandleQuery:
+    """Validate the query parameters of a candles request (history's, plus `interval`)."""
+    values = single_values(params, CANDLE_PARAMETERS)
+    interval = parse_interval(values.get("interval", DEFAULT_INTERVAL))
+    return CandleQuery(interval, *_range(values, now_ns, default_limit, max_limit))
+
+
+def single_values(params: Mapping[str, str | Sequence[str]],
+                  accepted: Sequence[str]) -> dict[str, str]:
+    """Return the parameters as single strings; raise InvalidParameter for unknown or repeated."""
+    unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise InvalidParameter(unknown[0][:40], "is not a parameter of this route; accepted: "
-                               f"{', '.join(HISTORY_PARAMETERS)}")
+        reason = (f"is not a parameter of this route; accepted: {', '.join(accepted)}"
+                  if accepted else "is not a parameter of this route, which takes none")
+        raise InvalidParameter(unknown[0][:40], reason)
     values: dict[str, str] = {}
     for name, value in params.items():
         if not isinstance(value, str):
             raise InvalidParameter(name, "is given more than once")
         values[name] = value
+    return values
+
+
+def _range(values: Mapping[str, str], now_ns: int, default_limit: int,
+           max_limit: int) -> tuple[int | None, int, int]:
+    """Return (start_ns, end_ns, limit) from validated single values (`end` defaults to now)."""
     start_ns = parse_timestamp("start", values["start"]) if "start" in values else None
     end_ns = parse_timestamp("end", values["end"], through=True) if "end" in values else now_ns
     if start_ns is not None and start_ns > end_ns:
         reason = "is after end" if "end" in values else "is in the future (end defaults to now)"
         raise InvalidParameter("start", reason)
     limit = parse_limit(values["limit"], max_limit) if "limit" in values else default_limit
-    return HistoryQuery(start_ns, end_ns, limit)
+    return start_ns, end_ns, limit

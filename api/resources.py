@@ -1,4 +1,4 @@
-"""The REST resources: health, readiness, symbols, prices, history, metrics.
+"""The REST resources: health, readiness, symbols, prices, history, candles, statistics, metrics.
 
 Symbol path segments accept every spelling ``marketdata.symbols`` does (``BTC-USD``, ``btc-usd``,
 ``BTCUSD``, ``BTC_USD``, ``BTC/USD``); answers use the canonical ``BTC-USD``. A slash, even
@@ -21,8 +21,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from api import views
 from api.config import ApiConfig
 from api.errors import Unavailable
-from api.params import history_query
+from api.params import candle_query, history_query, single_values
 from api.store import Store, StoreError, StoreUnavailable
+from marketdata import candles
 from marketdata.symbols import Instrument, Instruments
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,55 @@ class PriceHistory:
             "count": len(ticks),
             "ticks": views.tick_objects(ticks, instrument),
         }
+
+
+class Candles:
+    """One symbol's OHLCV candles of one interval in a range of open times."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, symbol: str,
+               quote: str | None = None) -> None:
+        """Answer the candles with start <= open time <= end, oldest first (history's limits)."""
+        instrument = self.ctx.instrument(symbol, quote)
+        config = self.ctx.config
+        now_ns = self.ctx.clock()
+        query = candle_query(req.params, now_ns, config.history_default_limit,
+                             config.history_max_limit)
+        found = self.ctx.store.candles(instrument.symbol, query.interval, query.start_ns,
+                                       query.end_ns, query.limit)
+        resp.media = {
+            "symbol": instrument.symbol,
+            "interval": query.interval.name,
+            "candles": views.candle_objects(found, instrument, now_ns),
+        }
+
+
+class Stats24h:
+    """One symbol's rolling 24-hour statistics, from its 1m candles."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, symbol: str,
+               quote: str | None = None) -> None:
+        """Answer the statistics of the current minute and the 1,439 before it; 503 if no trades.
+
+        Rolling at minute resolution: the window moves on with each minute, so it spans between
+        23 h 59 min and 24 h of trades.
+        """
+        instrument = self.ctx.instrument(symbol, quote)
+        single_values(req.params, ())
+        now_ns = self.ctx.clock()
+        start_ns = candles.rolling_window_start(now_ns)
+        minutes = candles.DAY_NS // candles.ONE_MINUTE.ns
+        found = self.ctx.store.candles(instrument.symbol, candles.ONE_MINUTE, start_ns, now_ns,
+                                       minutes)
+        summary = candles.summarize(found)
+        if summary is None:
+            raise Unavailable(f"no trades of {instrument.symbol} in the last 24 hours")
+        resp.media = views.stats_object(summary, instrument, start_ns, now_ns)
 
 
 class Metrics:

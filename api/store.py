@@ -5,6 +5,10 @@ of instruments and ``{prefix}ticks:{SYMBOL}`` is a stream whose entries each hol
 ticks in one wire body, with id ``<ms of the entry's first tick>-<n>``. Entries never overlap in
 time, so the ticks at or after a time T are in the entries with ids from T's millisecond on, plus
 possibly the one entry before it. Every range is cut precisely by ``ts_ns`` after decoding.
+
+Candles (``bridge.candles``) are sorted sets ``{prefix}candles:{SYMBOL}:{interval}`` scored by
+open time in ms, one packed candle per member; a range of open times is one ZRANGEBYSCORE (or
+ZREVRANGEBYSCORE for the latest ones) with LIMIT.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ import redis
 import redis.exceptions
 
 from bridge.history import Keys, parse_id
+from marketdata import candles as mdcandles
 from marketdata import wire
+from marketdata.candles import Candle, CandleAggregator, Interval
 from marketdata.errors import MarketDataError, WireError
 from marketdata.symbols import Instrument, Instruments
 
@@ -78,6 +84,13 @@ class Store(Protocol):
         A missing bound is open.
         """
 
+    def candles(self, symbol: str, interval: Interval, start_ns: int | None,
+                end_ns: int | None, limit: int) -> list[Candle]:
+        """Return candles with start_ns <= open_ns <= end_ns, oldest first, at most `limit`.
+
+        The same semantics as history, by open time (marketdata.candles.select).
+        """
+
 
 def select(ticks: wire.Ticks, start_ns: int | None, end_ns: int | None,
            limit: int) -> wire.Ticks:
@@ -100,16 +113,24 @@ class MemoryStore:
         self._instruments = Instruments(instruments) if instruments is not None else None
         self._ticks: dict[str, list[wire.Ticks]] = {}
         self._sessions: dict[str, int] = {}
+        self._aggregator = CandleAggregator()
+        self._candles: dict[tuple[str, str], dict[int, Candle]] = {}
 
     def set_instruments(self, instruments: Sequence[Instrument]) -> None:
         """Publish `instruments`, in order, as the bridge would."""
         self._instruments = Instruments(instruments)
 
     def add(self, batch: wire.TickBatch) -> None:
-        """Append a batch of consecutive ticks, as one history entry."""
+        """Append a batch of consecutive ticks, as one history entry, and fold it into candles.
+
+        Candles are built as the bridge builds them (marketdata.candles.CandleAggregator).
+        """
         if len(batch):
             self._ticks.setdefault(batch.symbol, []).append(np.array(batch.ticks))
             self._sessions[batch.symbol] = batch.session
+            for candle in self._aggregator.add(batch):
+                self._candles.setdefault((candle.symbol, candle.interval.name),
+                                         {})[candle.open_ns] = candle
 
     def ping(self) -> None:
         """Memory always answers."""
@@ -131,6 +152,12 @@ class MemoryStore:
                 limit: int) -> wire.Ticks:
         """Filter everything added for `symbol` (see Store.history)."""
         return select(wire.concat(self._ticks.get(symbol, [])), start_ns, end_ns, limit)
+
+    def candles(self, symbol: str, interval: Interval, start_ns: int | None,
+                end_ns: int | None, limit: int) -> list[Candle]:
+        """Filter the candles built from everything added (see Store.candles)."""
+        stored = self._candles.get((symbol, interval.name), {})
+        return mdcandles.select(stored.values(), start_ns, end_ns, limit)
 
 
 class RedisStore:
@@ -259,6 +286,32 @@ class RedisStore:
         found.reverse()
         ticks = wire.concat(found)
         return ticks[max(len(ticks) - limit, 0):]
+
+    def candles(self, symbol: str, interval: Interval, start_ns: int | None,
+                end_ns: int | None, limit: int) -> list[Candle]:
+        """Read a range of open times from the candle set with one command."""
+        if limit <= 0 or (end_ns is not None and end_ns < 0) or (
+                start_ns is not None and end_ns is not None and start_ns > end_ns):
+            return []
+        key = self.keys.candles(symbol, interval.name)
+        high: int | str = "+inf" if end_ns is None else end_ns // mdcandles.NS_PER_MS
+        with _translated():
+            if start_ns is None:
+                members = self.client.zrevrangebyscore(key, high, "-inf", start=0, num=limit)
+            else:
+                low = -(-max(start_ns, 0) // mdcandles.NS_PER_MS)  # open times are whole ms
+                members = self.client.zrangebyscore(key, low, high, start=0, num=limit)
+        out: list[Candle] = []
+        for member in members or []:
+            try:
+                if not isinstance(member, bytes):
+                    raise ValueError(f"unexpected reply {type(member).__name__}")
+                out.append(mdcandles.unpack(symbol, interval, member))
+            except ValueError as exc:
+                raise StoreError(f"{key} holds a member that is not a candle: {exc}") from exc
+        if start_ns is None:
+            out.reverse()
+        return out
 
     def _decode(self, symbol: str, row: Any) -> tuple[int, wire.Ticks]:
         entry_id, fields = row

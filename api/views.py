@@ -3,6 +3,9 @@
 Prices are rounded to the tick size's decimals (mid to one more, since it can fall between two
 ticks), sizes and volume to the lot size's, spread_bps to 3 decimals. Times are given three ways:
 ``ts_ns`` (exact), ``timestamp_ms`` and ``timestamp`` (RFC 3339, UTC, microseconds, ``Z``).
+
+Candles and statistics round prices and volume the same way, and quote volume to the price's
+plus the size's decimals (the exact precision of one trade's price * size).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy.typing as npt
 
 from api.store import LatestTick
 from marketdata import wire
+from marketdata.candles import Candle, Summary
 from marketdata.symbols import Instrument
 
 TICK_FIELDS = ("seq", "ts_ns", "timestamp", "timestamp_ms", "bid", "ask", "mid", "last",
@@ -87,4 +91,59 @@ def price_object(latest: LatestTick, instrument: Instrument, now_ns: int) -> dic
         "ts_ns": tick["ts_ns"],
         "age_ms": round((now_ns - tick["ts_ns"]) / 1e6, 3),
         "flags": tick["flags"],
+    }
+
+
+CANDLE_FIELDS = ("open_time", "open_time_ms", "close_time_ms", "open", "high", "low", "close",
+                 "volume", "quote_volume", "trades", "closed")
+"""The keys of a candle object, in order."""
+
+STATS_FIELDS = ("symbol", "open", "high", "low", "last", "volume", "quote_volume", "change",
+                "change_percent", "trades", "open_time", "close_time")
+"""The keys of a 24-hour statistics object, in order."""
+
+
+def candle_objects(candles: list[Candle], instrument: Instrument,
+                   now_ns: int) -> list[dict[str, Any]]:
+    """Return candle objects (keys CANDLE_FIELDS); `closed` when the interval ended by now_ns."""
+    prices = instrument.price_decimals
+    sizes = instrument.size_decimals
+    open_times = rfc3339_many(np.array([c.open_ns for c in candles], dtype=np.int64))
+    return [
+        {
+            "open_time": open_time,
+            "open_time_ms": c.open_ns // 1_000_000,
+            "close_time_ms": c.close_ns // 1_000_000,
+            "open": round(c.open, prices),
+            "high": round(c.high, prices),
+            "low": round(c.low, prices),
+            "close": round(c.close, prices),
+            "volume": round(c.volume, sizes),
+            "quote_volume": round(c.quote_volume, prices + sizes),
+            "trades": c.trades,
+            "closed": c.is_closed(now_ns),
+        }
+        for c, open_time in zip(candles, open_times, strict=True)
+    ]
+
+
+def stats_object(summary: Summary, instrument: Instrument, open_ns: int,
+                 close_ns: int) -> dict[str, Any]:
+    """Return the statistics object (keys STATS_FIELDS) of a window from open_ns to close_ns."""
+    prices = instrument.price_decimals
+    sizes = instrument.size_decimals
+    percent = summary.change_percent
+    return {
+        "symbol": instrument.symbol,
+        "open": round(summary.open, prices),
+        "high": round(summary.high, prices),
+        "low": round(summary.low, prices),
+        "last": round(summary.last, prices),
+        "volume": round(summary.volume, sizes),
+        "quote_volume": round(summary.quote_volume, prices + sizes),
+        "change": round(summary.change, prices),
+        "change_percent": None if percent is None else round(percent, 3),
+        "trades": summary.trades,
+        "open_time": rfc3339(open_ns),
+        "close_time": rfc3339(close_ns),
     }

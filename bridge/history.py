@@ -17,21 +17,32 @@ pending in one pipeline, as soon as the previous flush is done but at most every
 HISTORY_FLUSH_INTERVAL_MS. While Redis is down it keeps up to HISTORY_MAX_PENDING_TICKS ticks,
 retrying with backoff, and drops (and counts) the oldest beyond that. On shutdown it flushes what it
 has received.
+
+Candles (``bridge.candles``) ride on the same cycle: given a CandleWriter, a flush at most every
+CANDLE_WRITE_INTERVAL_S (50 ms) folds the batches received since the last one into the candles
+and writes the changed candles in the same pipeline as the ticks (a timer makes that flush when
+no tick comes to trigger it). A failed candle write is retried with the same backoff and never
+causes ticks already written to be written again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from redis.exceptions import RedisError, ResponseError
 
 from marketdata import wire
+
+if TYPE_CHECKING:
+    from bridge.candles import CandleWriter
+    from marketdata.candles import Candle
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +65,10 @@ class Keys:
 
     def ticks(self, symbol: str) -> str:
         return f"{self.prefix}ticks:{symbol}"
+
+    def candles(self, symbol: str, interval: str) -> str:
+        """The sorted set of `symbol`'s candles of `interval` (layout in bridge.candles)."""
+        return f"{self.prefix}candles:{symbol}:{interval}"
 
 
 def parse_id(entry_id: bytes | str) -> tuple[int, int]:
@@ -95,7 +110,7 @@ class HistoryWriter:
 
     def __init__(self, client: aioredis.Redis, keys: Keys, metrics: HistoryMetrics, *,
                  retention_ms: int, flush_interval_s: float, max_pending_ticks: int,
-                 max_entries: int = 1_000_000) -> None:
+                 max_entries: int = 1_000_000, candles: CandleWriter | None = None) -> None:
         self.client = client
         self.keys = keys
         self.metrics = metrics
@@ -103,6 +118,7 @@ class HistoryWriter:
         self.flush_interval_s = flush_interval_s
         self.max_pending_ticks = max_pending_ticks
         self.max_entries = max_entries
+        self.candles = candles
         self._pending: dict[str, _Pending] = {}
         self._pending_ticks = 0
         self._last_ids: dict[str, tuple[int, int]] = {}
@@ -123,18 +139,20 @@ class HistoryWriter:
         self._pending_ticks += len(batch)
         if self._pending_ticks > self.max_pending_ticks:
             self._drop_oldest()
+        if self.candles is not None:
+            self.candles.add(batch)
         self._wakeup.set()
 
     async def run(self) -> None:
         """Flush until stop() is called, then flush what is left (bounded by the caller)."""
         backoff = 0.05
         while True:
-            await self._wakeup.wait()
+            await self._next_work()
             self._wakeup.clear()
             # Let the streams woken by the same ticks send first: history is not latency-bound.
             await asyncio.sleep(0)
             try:
-                await self.flush()
+                await self.flush(all_candles=self._stopping)
                 backoff = 0.05
             except (RedisError, OSError) as exc:
                 self.metrics.errors.inc()
@@ -145,7 +163,7 @@ class HistoryWriter:
                 backoff = min(backoff * 2, 2.0)
                 self._wakeup.set()
                 continue
-            if self._pending_ticks:
+            if self._pending_ticks or self._candles_due():
                 self._wakeup.set()
                 await asyncio.sleep(0)  # let the feed run between bounded flushes
                 continue
@@ -159,22 +177,49 @@ class HistoryWriter:
         self._stopping = True
         self._wakeup.set()
 
-    async def flush(self) -> int:
-        """Write up to FLUSH_MAX_TICKS pending ticks in one pipeline; return how many.
+    def _candles_due(self) -> bool:
+        """Tell whether candles wait to be written now (at once when stopping)."""
+        if self.candles is None:
+            return False
+        due_in = self.candles.due_in()
+        return due_in is not None and (due_in == 0.0 or self._stopping)
 
-        The bound keeps one flush from holding the event loop (and Redis) for long after a
-        backlog; run() flushes again at once while anything is pending. On failure nothing is
-        lost: the batches go back to the front of the queue.
+    async def _next_work(self) -> None:
+        """Wait for new ticks, or for the moment the pending candles are due."""
+        due_in = self.candles.due_in() if self.candles is not None else None
+        if due_in is None or self._wakeup.is_set():
+            await self._wakeup.wait()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), due_in)
+
+    async def flush(self, *, all_candles: bool = True) -> int:
+        """Write up to FLUSH_MAX_TICKS pending ticks (and the changed candles) in one pipeline.
+
+        Return how many ticks were written. Candles go along when `all_candles` or when they are
+        due (run() passes False until it stops). The bound keeps one flush from holding the event
+        loop (and Redis) for long after a backlog; run() flushes again at once while anything is
+        pending. On failure nothing is lost: the batches go back to the front of the queue, and
+        candle upserts back to theirs unless a newer state of the candle is pending.
         """
-        if not self._pending_ticks:
+        taken = self._take(FLUSH_MAX_TICKS) if self._pending_ticks else {}
+        candles = self.candles.take(force=all_candles) if self.candles is not None else []
+        if not taken and not candles:
             return 0
-        taken = self._take(FLUSH_MAX_TICKS)
         try:
-            written = await self._write(taken)
+            written, candle_error = await self._write(taken, candles)
         except BaseException:
             self._requeue(taken)
+            if self.candles is not None:
+                self.candles.requeue(candles)
             raise
         self.metrics.pending.set(self._pending_ticks)
+        if candle_error is not None and self.candles is not None:
+            # The ticks are in Redis: only the candles go back, and run() retries with backoff.
+            self.candles.requeue(candles)
+            raise candle_error
+        if self.candles is not None and candles:
+            self.candles.written(candles)
         return written
 
     def _take(self, budget: int) -> dict[str, _Pending]:
@@ -193,7 +238,13 @@ class HistoryWriter:
                 taken[symbol] = out
         return taken
 
-    async def _write(self, taken: dict[str, _Pending]) -> int:
+    async def _write(self, taken: dict[str, _Pending],
+                     candles: list[Candle]) -> tuple[int, Exception | None]:
+        """Write ticks and candles in one pipeline; return (ticks written, the candle error).
+
+        A tick write error raises, leaving the writer's state (stream ids) as it was; a candle
+        error is returned, since the ticks were written all the same.
+        """
         if self._use_minid is None:
             self._use_minid = await self._supports_minid()
         for symbol in taken:
@@ -218,17 +269,21 @@ class HistoryWriter:
                           id=f"{entry_id[0]}-{entry_id[1]}", **trim)  # type: ignore[arg-type]
                 entries += 1
                 written += len(ticks)
-        try:
-            await pipe.execute()
-        except ResponseError:
-            # Another writer moved a stream's last id on; re-read them before the retry.
-            self._last_ids.clear()
-            raise
+        if candles and self.candles is not None:
+            self.candles.queue_write(pipe, candles)
+        results = await pipe.execute(raise_on_error=False)
+        errors = [r for r in results[:entries] if isinstance(r, Exception)]
+        if errors:
+            if isinstance(errors[0], ResponseError):
+                # Another writer moved a stream's last id on; re-read them before the retry.
+                self._last_ids.clear()
+            raise errors[0]
         self._last_ids = new_ids
         self.metrics.flush_seconds.observe(asyncio.get_running_loop().time() - started)
         self.metrics.entries.inc(entries)
         self.metrics.written.inc(written)
-        return written
+        candle_error = next((r for r in results[entries:] if isinstance(r, Exception)), None)
+        return written, candle_error
 
     async def _stream_last_id(self, symbol: str) -> tuple[int, int]:
         rows = cast(StreamRows, await self.client.xrevrange(self.keys.ticks(symbol), count=1))

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from redis.exceptions import RedisError
 
 from bridge import FeedUnavailable
+from bridge.candles import CandleMetrics, CandleWriter
 from bridge.config import BridgeConfig
 from bridge.fanout import Hub
 from bridge.feed import ControlClient, FeedState, TickSubscription
@@ -78,11 +79,14 @@ class Bridge:
         self.hub = Hub()
         self.feed_metrics = FeedMetrics(registry)
         self.stream_metrics = StreamMetrics(registry)
+        self.candles = CandleWriter(self.keys, CandleMetrics(registry),
+                                    dict(config.candle_retention))
         self.history = HistoryWriter(
             self.redis, self.keys, HistoryMetrics(registry),
             retention_ms=config.history_retention_ms,
             flush_interval_s=config.history_flush_interval_s,
             max_pending_ticks=config.history_max_pending_ticks,
+            candles=self.candles,
         )
         self.control = ControlClient(self.context, config.feed_control_endpoint)
         self.subscription = TickSubscription(self.context, config.feed_pub_endpoint,
@@ -216,7 +220,11 @@ class Bridge:
                                                    "symbols": list(self.state.instruments.symbols)})
 
     async def _resume_from_history(self) -> None:
-        """Seed sequence tracking from the last tick in history, so replays are not re-stored."""
+        """Seed sequence tracking from the last tick in history, so replays are not re-stored.
+
+        Reload each symbol's newest candles too, so the intervals in progress continue.
+        """
+        symbols: list[str] = []
         try:
             raw = await self.redis.get(self.keys.instruments)
             symbols = [d["symbol"] for d in orjson.loads(raw)] if raw else []
@@ -229,6 +237,13 @@ class Bridge:
                     self.state.update(wire.TickBatch(symbol, session, ticks))
         except (RedisError, OSError, WireError, orjson.JSONDecodeError, KeyError) as exc:
             log.warning("could not resume from history", extra={"error": str(exc)})
+        try:
+            restored = await self.candles.restore(self.redis, symbols)
+        except (RedisError, OSError, ValueError) as exc:
+            log.warning("could not reload the open candles; intervals in progress start over",
+                        extra={"error": str(exc)})
+        else:
+            log.info("open candles reloaded", extra={"candles": restored})
 
 
 def _redacted(url: str) -> str:

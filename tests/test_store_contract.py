@@ -20,8 +20,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from api.store import MemoryStore, RedisStore, Store, StoreError, StoreUnavailable
+from bridge.candles import CandleMetrics, CandleWriter
 from bridge.history import HistoryMetrics, HistoryWriter, Keys
 from marketdata import wire
+from marketdata.candles import BY_NAME, INTERVALS, Candle, CandleAggregator, Interval, pack
 from marketdata.symbols import Instrument
 from tests.conftest import free_port
 
@@ -103,12 +105,14 @@ class RedisBackends:
 
 
 async def write_history(url: str, keys: Keys, batches: Sequence[wire.TickBatch]) -> None:
-    """Write each batch as one stream entry through the bridge's HistoryWriter."""
+    """Write each batch as one stream entry (and its candles) through the bridge's writers."""
     client = aioredis.Redis.from_url(url)
     try:
+        candles = CandleWriter(keys, CandleMetrics(CollectorRegistry()),
+                               {i.name: 10**8 for i in INTERVALS})
         writer = HistoryWriter(client, keys, HistoryMetrics(CollectorRegistry()),
                                retention_ms=10**13, flush_interval_s=0.0,
-                               max_pending_ticks=10**7)
+                               max_pending_ticks=10**7, candles=candles)
         for batch in batches:
             writer.add(batch)
             await writer.flush()
@@ -274,6 +278,109 @@ def test_history_equals_a_brute_force_filter(new_backend: Callable[[], Backend],
     assert seqs(backend.store.history("BTC-USD", start, end, limit)) == expected
 
 
+# -- candles -----------------------------------------------------------------------------------
+
+SEC, MIN = BY_NAME["1s"], BY_NAME["1m"]
+S = 1_000_000_000
+# 40 ticks 250 ms apart from T0 (08:44:39, a whole second), all trades but one: ten 1s candles
+# and one of every longer interval.
+CANDLE_TS = [T0 + i * 250_000_000 for i in range(40)]
+
+
+def candle_ticks() -> wire.Ticks:
+    """Return the 40 ticks with varied prices and sizes; tick 5 is a quote, not a trade."""
+    ticks = make_ticks(CANDLE_TS)
+    ticks["last"] = 65_000.0 + (np.arange(40) % 7) * 0.5
+    ticks["last_size"] = 0.001 * (1 + np.arange(40) % 3)
+    ticks["flags"][5] = 0
+    return ticks
+
+
+def open_seconds(candles: Sequence[Candle]) -> list[int]:
+    """Return the candles' open times as whole seconds after T0."""
+    return [(c.open_ns - T0) // S for c in candles]
+
+
+@pytest.fixture
+def with_candles(backend: Backend) -> Backend:
+    """A backend holding candle_ticks() of BTC-USD, written in five batches."""
+    backend.write(split("BTC-USD", candle_ticks(), [3, 17, 18, 33]))
+    return backend
+
+
+def reference_candles(interval: Interval) -> list[Candle]:
+    """Aggregate the with_candles ticks in memory in one go."""
+    latest = {c.open_ns: c for c in CandleAggregator([interval]).add(
+        wire.TickBatch("BTC-USD", 7, candle_ticks()))}
+    return [latest[k] for k in sorted(latest)]
+
+
+def test_candles_are_built_from_the_trades_written(with_candles: Backend) -> None:
+    for interval in INTERVALS:
+        got = with_candles.store.candles("BTC-USD", interval, None, None, 1000)
+        assert got == reference_candles(interval)
+    seconds = with_candles.store.candles("BTC-USD", SEC, None, None, 1000)
+    assert open_seconds(seconds) == list(range(10))
+    assert [c.trades for c in seconds] == [4, 3, 4, 4, 4, 4, 4, 4, 4, 4]
+    minutes = with_candles.store.candles("BTC-USD", MIN, None, None, 1000)
+    assert [(c.trades, c.first_seq, c.last_seq) for c in minutes] == [(39, 1, 40)]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "limit", "expected"),
+    [
+        pytest.param(None, None, 100, list(range(10)), id="neither"),
+        pytest.param(None, None, 3, [7, 8, 9], id="neither-limit-keeps-latest"),
+        pytest.param(2 * S, None, 3, [2, 3, 4], id="start-limit-keeps-first"),
+        pytest.param(2 * S + 1, None, 2, [3, 4], id="start-after-an-open-time"),
+        pytest.param(None, 4 * S, 2, [3, 4], id="end-limit-keeps-latest"),
+        pytest.param(None, 4 * S - 1, 2, [2, 3], id="end-before-an-open-time"),
+        pytest.param(2 * S, 5 * S, 100, [2, 3, 4, 5], id="both"),
+        pytest.param(6 * S, 6 * S, 100, [6], id="single-instant"),
+        pytest.param(10 * S, None, 100, [], id="start-after-everything"),
+        pytest.param(None, -1, 100, [], id="end-before-everything"),
+        pytest.param(5 * S, 2 * S, 100, [], id="start-after-end"),
+    ],
+)
+def test_candle_ranges_by_open_time(with_candles: Backend, start: int | None, end: int | None,
+                                    limit: int, expected: list[int]) -> None:
+    got = with_candles.store.candles("BTC-USD", SEC, None if start is None else T0 + start,
+                                     None if end is None else T0 + end, limit)
+    assert open_seconds(got) == expected
+
+
+def test_candles_from_the_epoch_and_of_nothing(with_candles: Backend) -> None:
+    assert open_seconds(with_candles.store.candles("BTC-USD", SEC, 0, T0 + S, 10)) == [0, 1]
+    assert with_candles.store.candles("ETH-USD", SEC, None, None, 10) == []
+    assert with_candles.store.candles("btc-usd", SEC, None, None, 10) == []
+    assert with_candles.store.candles("BTC-USD", SEC, None, None, 0) == []
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(gaps=st.lists(st.sampled_from([1, 300_000_000, S, 4 * S, 61 * S]), min_size=1,
+                     max_size=30), data=st.data())
+def test_candles_equal_a_brute_force_filter(new_backend: Callable[[], Backend], gaps: list[int],
+                                            data: st.DataObject) -> None:
+    ts = (T0 + np.cumsum(gaps)).tolist()
+    cuts = data.draw(st.lists(st.integers(1, len(ts) - 1), max_size=6) if len(ts) > 1
+                     else st.just([]), label="cuts")
+    interval = data.draw(st.sampled_from([SEC, MIN]), label="interval")
+    bound = st.none() | st.integers(T0 - 2 * S, ts[-1] + 2 * S)
+    start, end = data.draw(bound, label="start"), data.draw(bound, label="end")
+    limit = data.draw(st.integers(1, len(ts) + 2), label="limit")
+    backend = new_backend()
+    ticks = make_ticks(ts)
+    backend.write(split("BTC-USD", ticks, cuts))
+
+    latest = {c.open_ns: c for c in CandleAggregator([interval]).add(
+        wire.TickBatch("BTC-USD", 7, ticks))}
+    inside = [latest[k] for k in sorted(latest)
+              if (start is None or k >= start) and (end is None or k <= end)]
+    wanted = inside[:limit] if start is not None else inside[max(len(inside) - limit, 0):]
+    assert backend.store.candles("BTC-USD", interval, start, end, limit) == wanted
+
+
 def test_redis_store_unreachable_raises_store_unavailable() -> None:
     client = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5,
                          socket_timeout=0.5, retry=Retry(NoBackoff(), 0))
@@ -287,6 +394,8 @@ def test_redis_store_unreachable_raises_store_unavailable() -> None:
             store.latest(["BTC-USD"])
         with pytest.raises(StoreUnavailable):
             store.history("BTC-USD", None, None, 10)
+        with pytest.raises(StoreUnavailable):
+            store.candles("BTC-USD", SEC, None, None, 10)
     finally:
         client.close()
 
@@ -301,6 +410,18 @@ def test_redis_store_reports_corrupt_data(redis_client: redis.Redis, redis_prefi
     with pytest.raises(StoreError, match="instruments"):
         store.instruments()
     assert not isinstance(StoreError("x"), StoreUnavailable)
+
+
+def test_redis_store_reports_a_corrupt_candle(redis_client: redis.Redis,
+                                              redis_prefix: str) -> None:
+    keys = Keys(redis_prefix)
+    store = RedisStore(redis_client, keys)
+    good = Candle("BTC-USD", SEC, T0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1, 1, 1, 1)
+    redis_client.zadd(keys.candles("BTC-USD", "1s"), {pack(good): T0 // 1_000_000,
+                                                       b"short": T0 // 1_000_000 + 1000})
+    assert store.candles("BTC-USD", SEC, None, T0, 10) == [good]
+    with pytest.raises(StoreError, match="candles:BTC-USD:1s"):
+        store.candles("BTC-USD", SEC, None, None, 10)
 
 
 def test_redis_store_rereads_instruments_once_they_are_a_ttl_old(
