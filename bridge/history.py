@@ -30,15 +30,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from marketdata import wire
+from marketdata.errors import WireError
 
 if TYPE_CHECKING:
     from bridge.candles import CandleWriter
@@ -50,6 +52,7 @@ StreamRows = list[tuple[bytes, dict[bytes, bytes]]]
 """What XRANGE/XREVRANGE return with a client that does not decode responses."""
 
 ENTRY_MAX_TICKS = 4096  # keeps one stream entry (and one XRANGE row) small
+DROP_LOG_INTERVAL_S = 5.0
 FLUSH_MAX_TICKS = 200_000  # bounds one pipeline (about 16 MB) and the time it holds the loop
 
 
@@ -125,6 +128,8 @@ class HistoryWriter:
         self._wakeup = asyncio.Event()
         self._use_minid: bool | None = None
         self._stopping = False
+        self._last_drop_log = float("-inf")
+        self._dropped_since_log = 0
 
     @property
     def pending_ticks(self) -> int:
@@ -209,6 +214,9 @@ class HistoryWriter:
         try:
             written, candle_error = await self._write(taken, candles)
         except BaseException:
+            # Part of the pipeline may have been applied (a timeout says nothing about what
+            # Redis did): re-read each stream's end before the retry and skip what is there.
+            self._last_ids.clear()
             self._requeue(taken)
             if self.candles is not None:
                 self.candles.requeue(candles)
@@ -247,9 +255,11 @@ class HistoryWriter:
         """
         if self._use_minid is None:
             self._use_minid = await self._supports_minid()
-        for symbol in taken:
+        for symbol in list(taken):
             if symbol not in self._last_ids:
-                self._last_ids[symbol] = await self._stream_last_id(symbol)
+                self._last_ids[symbol], stored = await self._stream_end(symbol)
+                if stored is not None and not _drop_stored(taken[symbol], *stored):
+                    del taken[symbol]
         started = asyncio.get_running_loop().time()
         new_ids = dict(self._last_ids)
         pipe = self.client.pipeline(transaction=False)
@@ -274,9 +284,6 @@ class HistoryWriter:
         results = await pipe.execute(raise_on_error=False)
         errors = [r for r in results[:entries] if isinstance(r, Exception)]
         if errors:
-            if isinstance(errors[0], ResponseError):
-                # Another writer moved a stream's last id on; re-read them before the retry.
-                self._last_ids.clear()
             raise errors[0]
         self._last_ids = new_ids
         self.metrics.flush_seconds.observe(asyncio.get_running_loop().time() - started)
@@ -285,9 +292,16 @@ class HistoryWriter:
         candle_error = next((r for r in results[entries:] if isinstance(r, Exception)), None)
         return written, candle_error
 
-    async def _stream_last_id(self, symbol: str) -> tuple[int, int]:
+    async def _stream_end(self, symbol: str) -> tuple[tuple[int, int], tuple[int, int] | None]:
+        """Return the stream's last id and the (session, seq) of its last stored tick."""
         rows = cast(StreamRows, await self.client.xrevrange(self.keys.ticks(symbol), count=1))
-        return parse_id(rows[0][0]) if rows else (0, 0)
+        if not rows:
+            return (0, 0), None
+        try:
+            session, ticks = wire.decode_body(rows[0][1][b"d"])
+        except (KeyError, WireError):
+            return parse_id(rows[0][0]), None
+        return parse_id(rows[0][0]), (session, int(ticks["seq"][-1]))
 
     async def _supports_minid(self) -> bool:
         info = await self.client.info("server")
@@ -310,14 +324,21 @@ class HistoryWriter:
         self.metrics.pending.set(self._pending_ticks)
 
     def _drop_oldest(self) -> None:
+        dropped = 0
         while self._pending_ticks > self.max_pending_ticks:
             pending = max(self._pending.values(), key=lambda p: p.ticks)
             batch = pending.batches.popleft()
             pending.ticks -= len(batch)
             self._pending_ticks -= len(batch)
-            self.metrics.dropped.inc(len(batch))
-        log.warning("history buffer full; dropped oldest ticks",
-                    extra={"max_pending_ticks": self.max_pending_ticks})
+            dropped += len(batch)
+        self.metrics.dropped.inc(dropped)
+        self._dropped_since_log += dropped
+        now = time.monotonic()
+        if now - self._last_drop_log >= DROP_LOG_INTERVAL_S:  # one line, not one per batch
+            log.warning("history buffer full; dropped oldest ticks",
+                        extra={"max_pending_ticks": self.max_pending_ticks,
+                               "dropped": self._dropped_since_log})
+            self._last_drop_log, self._dropped_since_log = now, 0
 
 
 def _entries(batches: deque[wire.TickBatch]) -> list[tuple[int, wire.Ticks]]:
@@ -335,3 +356,22 @@ def _entries(batches: deque[wire.TickBatch]) -> list[tuple[int, wire.Ticks]]:
     if group:
         out.append((session, wire.concat(group)))
     return out
+
+
+def _drop_stored(pending: _Pending, session: int, seq: int) -> int:
+    """Remove from `pending` the ticks of `session` up to `seq` (already in Redis); return the rest.
+
+    After a failed or timed-out write, some of its entries may have been stored; without this a
+    retry would store them a second time under new ids.
+    """
+    kept: deque[wire.TickBatch] = deque()
+    for batch in pending.batches:
+        fresh = batch
+        if batch.session == session and len(batch) and int(batch.ticks["seq"][0]) <= seq:
+            fresh = wire.TickBatch(batch.symbol, batch.session,
+                                   batch.ticks[batch.ticks["seq"] > seq])
+        if len(fresh):
+            kept.append(fresh)
+    pending.batches = kept
+    pending.ticks = sum(len(b) for b in kept)
+    return pending.ticks

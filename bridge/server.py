@@ -9,6 +9,7 @@ tick already received before Redis is closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import signal
@@ -42,6 +43,7 @@ from marketdata.symbols import Instruments
 
 log = logging.getLogger(__name__)
 
+INSTRUMENTS_REWRITE_S = 5.0
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MarketDataService"].full_name
 
 
@@ -108,6 +110,7 @@ class Bridge:
         self.grpc_port = 0
         self._instruments_wanted = asyncio.Event()
         self._stopped = asyncio.Event()
+        self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -141,8 +144,9 @@ class Bridge:
 
     async def stop(self) -> None:
         """Drain and close everything, in reverse order of start (idempotent)."""
-        if self._stopped.is_set():
-            return
+        if self._stopping:
+            return  # a second signal while draining changes nothing
+        self._stopping = True
         log.info("bridge stopping", extra={"streams": len(self.hub)})
         await self.health.enter_graceful_shutdown()
         self.hub.close_all("shutdown")
@@ -197,15 +201,25 @@ class Bridge:
         log.warning("bad message from feed", extra={"error": str(error)})
 
     async def _keep_instruments(self) -> None:
-        """Fetch instruments from feedsim whenever wanted, and publish them to Redis."""
+        """Fetch instruments from feedsim whenever wanted; keep them written in Redis.
+
+        Serving gRPC needs only the feed, so health turns SERVING as soon as feedsim answers,
+        whatever Redis does. The Redis copy is rewritten every INSTRUMENTS_REWRITE_S, so the REST
+        API recovers by itself after Redis restarts empty.
+        """
         delay = 0.1
         while True:
-            await self._instruments_wanted.wait()
             try:
-                session, instruments = await self.control.instruments()
-                self.state.instruments = Instruments(instruments)
-                await self.redis.set(self.keys.instruments,
-                                     orjson.dumps([i.to_dict() for i in instruments]))
+                if self._instruments_wanted.is_set() or self.state.instruments is None:
+                    session, instruments = await self.control.instruments()
+                    self.state.instruments = Instruments(instruments)
+                    self._instruments_wanted.clear()
+                    for name in ("", SERVICE_NAME):
+                        await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+                    log.info("instruments loaded", extra={
+                        "session": session, "symbols": [i.symbol for i in instruments]})
+                await self.redis.set(self.keys.instruments, orjson.dumps(
+                    [i.to_dict() for i in self.state.instruments]))
             except (FeedUnavailable, RedisError, OSError) as exc:
                 log.warning("instruments not refreshed; retrying",
                             extra={"error": str(exc), "retry_in_s": delay})
@@ -213,11 +227,8 @@ class Bridge:
                 delay = min(delay * 2, 2.0)
                 continue
             delay = 0.1
-            self._instruments_wanted.clear()
-            for name in ("", SERVICE_NAME):
-                await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-            log.info("instruments loaded", extra={"session": session,
-                                                   "symbols": list(self.state.instruments.symbols)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._instruments_wanted.wait(), INSTRUMENTS_REWRITE_S)
 
     async def _resume_from_history(self) -> None:
         """Seed sequence tracking from the last tick in history, so replays are not re-stored.

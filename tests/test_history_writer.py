@@ -131,3 +131,22 @@ def test_old_entries_are_trimmed_by_tick_time(
     ids, _ = stored(redis_client, f"{redis_prefix}ticks:A")
     assert 300 > len(ids)
     assert ids[-1] == (29_900, 0)
+
+
+def test_a_retry_after_a_partly_applied_write_stores_nothing_twice(
+        redis_url: str, redis_prefix: str, redis_client: redis.Redis) -> None:
+    """A timeout says nothing of what Redis applied: the retry skips what is already stored."""
+    async def scenario() -> None:
+        w, client = writer(redis_url, redis_prefix)
+        w.add(batch("A", 1, 5, t0_ms=1))
+        assert 5 == await w.flush()
+        # As if that flush had timed out after Redis applied it: the same ticks come back.
+        w._last_ids.clear()
+        w.add(batch("A", 1, 5, t0_ms=1))
+        w.add(batch("A", 6, 3, t0_ms=6))
+        assert 3 == await w.flush()
+        await client.aclose()
+
+    asyncio.run(scenario())
+    _, ticks = stored(redis_client, f"{redis_prefix}ticks:A")
+    assert list(range(1, 9)) == ticks["seq"].tolist()
