@@ -111,6 +111,8 @@ class Bridge:
         self._instruments_wanted = asyncio.Event()
         self._stopped = asyncio.Event()
         self._stopping = False
+        self.failed = False
+        self._stop_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -132,6 +134,8 @@ class Bridge:
             asyncio.create_task(self.history.run(), name="history"),
             asyncio.create_task(self._keep_instruments(), name="instruments"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(self._task_done)
         log.info("bridge started", extra={
             "grpc_port": self.grpc_port, "feed": self.config.feed_pub_endpoint,
             "control": self.config.feed_control_endpoint,
@@ -169,6 +173,23 @@ class Bridge:
         self.context.term()
         log.info("bridge stopped", extra={"unflushed_ticks": self.history.pending_ticks})
         self._stopped.set()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A task that ends by itself, other than at stop, is a bug: stop, so supervisord restarts.
+
+        Without this the process would stay up and report SERVING with, say, no subscription.
+        """
+        if task.cancelled() or self._stopping:
+            return
+        self.failed = True
+        log.error("bridge task ended unexpectedly; stopping", extra={"task": task.get_name()},
+                  exc_info=task.exception())
+        self.request_stop()
+
+    def request_stop(self) -> None:
+        """Start stop() in the background (once); for signal handlers and callbacks."""
+        if self._stop_task is None:  # the loop keeps tasks only weakly: hold this one
+            self._stop_task = asyncio.get_running_loop().create_task(self.stop())
 
     def _on_batch(self, batch: wire.TickBatch) -> None:
         observation = self.tracker.observe(batch)
@@ -273,11 +294,13 @@ async def run(config: BridgeConfig, registry: CollectorRegistry) -> None:
         loop.add_signal_handler(signum, functools.partial(_on_signal, bridge, signum))
     await bridge.start()
     await bridge.serve()
+    if bridge.failed:
+        raise SystemExit(1)
 
 
 def _on_signal(bridge: Bridge, signum: int) -> None:
     log.info("signal received", extra={"signal": signal.Signals(signum).name})
-    asyncio.get_running_loop().create_task(bridge.stop())
+    bridge.request_stop()
 
 
 def main() -> None:
