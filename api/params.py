@@ -33,7 +33,7 @@ DEFAULT_INTERVAL = "1m"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = "2262-04-11T23:47:16Z"
 _DIGITS = re.compile(r"[0-9]+")
-_FRACTION = re.compile(r":\d{2}[.,](\d+)")
+_CLOCK = re.compile(r"[Tt ](\d{2})(?::?(\d{2})(?::?(\d{2})(?:[.,](\d+))?)?)?")
 # "+01:00" in a query string arrives as " 01:00" when the client did not encode the "+".
 _SPACED_OFFSET = re.compile(r"(.*[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) (\d{2}:?\d{2})")
 
@@ -89,10 +89,21 @@ def parse_timestamp(name: str, text: str, *, through: bool = False) -> int:
         raise InvalidParameter(name, f"{text!r} is outside the times supported, "
                                f"1970-01-01T00:00:00Z to {_LATEST}")
     if through:
-        fraction = _FRACTION.search(text)
-        digits = min(len(fraction.group(1)), 6) if fraction else 0
-        ns = min(ns + 10 ** (9 - digits) - 1, MAX_NS)
+        ns = min(ns + _unit_ns(text) - 1, MAX_NS)
     return ns
+
+
+def _unit_ns(text: str) -> int:
+    """Return the length of the unit an ISO time is written to: a day, hour, minute, second..."""
+    clock = _CLOCK.search(text)
+    if clock is None:
+        return 86_400 * 1_000_000_000  # a date alone
+    _, minutes, seconds, fraction = clock.groups()
+    if fraction:
+        return 10 ** (9 - min(len(fraction), 6))
+    if seconds:
+        return 1_000_000_000
+    return (60 if minutes else 3600) * 1_000_000_000
 
 
 def parse_limit(text: str, maximum: int) -> int:

@@ -549,6 +549,9 @@ def test_config_errors_name_the_variable(env: dict[str, str], name: str) -> None
     ("2026-11-25T08:44:39Z", 1795596279_999_999_999),
     ("2026-11-25T08:44:39.5Z", 1795596279_599_999_999),
     ("2026-11-25T08:44:39.123456Z", 1795596279_123_456_999),
+    ("2026-11-25T08:44Z", 1795596240_000_000_000 + 60 * 10**9 - 1),
+    ("2026-11-25T08Z", 1795593600_000_000_000 + 3600 * 10**9 - 1),
+    ("2026-11-25", 1795564800_000_000_000 + 86_400 * 10**9 - 1),
 ])
 def test_end_covers_the_whole_unit_it_is_written_in(text: str, expected_ns: int) -> None:
     """A tick's own timestamp_ms (or timestamp) used as `end` includes that tick."""
