@@ -100,7 +100,7 @@ def _unit_ns(text: str) -> int:
         return 86_400 * 1_000_000_000  # a date alone
     _, minutes, seconds, fraction = clock.groups()
     if fraction:
-        return 10 ** (9 - min(len(fraction), 6))
+        return int(10 ** (9 - min(len(fraction), 6)))
     if seconds:
         return 1_000_000_000
     return (60 if minutes else 3600) * 1_000_000_000
