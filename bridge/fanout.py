@@ -74,11 +74,6 @@ class Subscriber:
         return (f"stream fell more than {self.max_ticks} ticks behind and was disconnected; "
                 "reconnect to resume from the latest tick")
 
-    @property
-    def queued_ticks(self) -> int:
-        """Ticks waiting to be sent."""
-        return self._ticks
-
     async def next(self) -> list[wire.TickBatch]:
         """Wait for and return everything queued, oldest first.
 
@@ -123,10 +118,6 @@ class ConflatingSubscriber(Subscriber):
         latest = list(self._latest.values())
         self._latest.clear()
         return latest
-
-    @property
-    def queued_ticks(self) -> int:
-        return len(self._latest)
 
 
 class Hub:

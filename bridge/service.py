@@ -169,9 +169,7 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
     def _price_updates(self, batch: wire.TickBatch, previous: dict[str, float]
                        ) -> list[pb.PriceUpdate]:
         t = batch.ticks
-        cols = {name: t[name].tolist() for name in ("seq", "ts_ns", "bid", "ask", "last",
-                                                    "bid_size", "ask_size", "last_size",
-                                                    "volume", "flags")}
+        cols = {name: t[name].tolist() for name in wire.FIELDS}
         updates = []
         prev = previous.get(batch.symbol)
         for i in range(len(t)):
@@ -239,14 +237,8 @@ def _rendered(batch: wire.TickBatch) -> list[pb.TickBatch]:
         messages = []
         for start in range(0, len(batch.ticks), MAX_TICKS_PER_MESSAGE):
             chunk = batch.ticks[start:start + MAX_TICKS_PER_MESSAGE]
-            messages.append(pb.TickBatch(
-                symbol=batch.symbol, session=batch.session,
-                seq=chunk["seq"].tolist(), ts_ns=chunk["ts_ns"].tolist(),
-                bid=chunk["bid"].tolist(), ask=chunk["ask"].tolist(),
-                last=chunk["last"].tolist(), bid_size=chunk["bid_size"].tolist(),
-                ask_size=chunk["ask_size"].tolist(), last_size=chunk["last_size"].tolist(),
-                volume=chunk["volume"].tolist(), flags=chunk["flags"].tolist(),
-            ))
+            messages.append(pb.TickBatch(symbol=batch.symbol, session=batch.session,
+                                         **{n: chunk[n].tolist() for n in wire.FIELDS}))
         batch.memo["pb"] = messages
     return messages
 
@@ -296,7 +288,6 @@ def _tick_batches(batches: list[wire.TickBatch]) -> list[pb.TickBatches]:
 def ticks_from_message(message: pb.TickBatch) -> wire.Ticks:
     """Rebuild a TICK_DTYPE array from a columnar TickBatch (for Python clients and tests)."""
     ticks = wire.empty_ticks(len(message.seq))
-    for name in ("seq", "ts_ns", "bid", "ask", "last", "bid_size", "ask_size", "last_size",
-                 "volume", "flags"):
+    for name in wire.FIELDS:
         ticks[name] = np.asarray(getattr(message, name))
     return ticks

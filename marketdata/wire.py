@@ -94,6 +94,8 @@ TICK_DTYPE = np.dtype(
     ]
 )
 RECORD_SIZE = TICK_DTYPE.itemsize
+FIELDS = tuple(n for n in TICK_DTYPE.names or () if n != "reserved")
+"""The tick fields a reader sees (everything but the reserved padding)."""
 
 Ticks = npt.NDArray[np.void]
 """A 1-d array of TICK_DTYPE records."""
@@ -288,6 +290,5 @@ def mid(ticks: Ticks) -> npt.NDArray[np.float64]:
 
 def as_dicts(ticks: Ticks) -> list[dict[str, Any]]:
     """Return `ticks` as JSON-ready dicts with Python numbers (reserved field left out)."""
-    names = [n for n in TICK_DTYPE.names or () if n != "reserved"]
-    columns = {n: ticks[n].tolist() for n in names}
-    return [{n: columns[n][i] for n in names} for i in range(len(ticks))]
+    columns = {n: ticks[n].tolist() for n in FIELDS}
+    return [{n: columns[n][i] for n in FIELDS} for i in range(len(ticks))]
