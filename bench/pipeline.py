@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import http.client
 import json
 import os
@@ -829,6 +830,8 @@ def worker_bare_relay(a: dict[str, Any]) -> None:
         server.add_insecure_port(f"127.0.0.1:{a['port']}")
         await server.start()
         task = asyncio.create_task(pump())
+        gc.collect()  # as the bridge does: long-lived start-up objects out of the collector's way
+        gc.freeze()
         _emit({"serving": a["port"]})
         await asyncio.sleep(a.get("lifetime", 120))
         task.cancel()
