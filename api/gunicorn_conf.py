@@ -27,6 +27,24 @@ graceful_timeout = 10
 accesslog = None
 errorlog = "-"
 loglevel = "info"
+_service = env_str(_env, "SERVICE_NAME", "api")
+# gunicorn's own lines (arbiter and worker lifecycle) as the same JSON lines as the app's.
+logconfig_dict: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {
+        "()": "marketdata.logs.JsonFormatter",
+        "service": _service,
+        "instance": env_str(_env, "SERVICE_INSTANCE_NAME", f"{_service}-1"),
+    }},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json",
+                            "stream": "ext://sys.stdout"}},
+    "root": {"level": "INFO", "handlers": ["stdout"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+    },
+}
 proc_name = "mds-api"
 # gunicorn >= 25.1 opens a control socket at one fixed path per user by default, which two
 # instances (a dev run and a test) would fight over; nothing here uses it.
