@@ -27,7 +27,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from redis.exceptions import RedisError
 
-from bridge import FeedUnavailable
+from bridge import FeedUnavailable, handlers
 from bridge.candles import CandleMetrics, CandleWriter
 from bridge.config import BridgeConfig
 from bridge.fanout import Hub
@@ -36,7 +36,6 @@ from bridge.history import HistoryMetrics, HistoryWriter, Keys, StreamRows
 from bridge.service import MarketDataService, StreamMetrics
 from marketdata import logs, wire
 from marketdata import marketdata_pb2 as pb
-from marketdata import marketdata_pb2_grpc as pb_grpc
 from marketdata.errors import ConfigError, WireError
 from marketdata.sequence import SequenceTracker
 from marketdata.settings import environ
@@ -103,8 +102,7 @@ class Bridge:
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.http2.max_pings_without_data", 0),
         ])
-        pb_grpc.add_MarketDataServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            self.service, self.server)
+        handlers.add_service(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)

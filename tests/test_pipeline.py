@@ -33,6 +33,11 @@ pytestmark = pytest.mark.integration
 def feed_and_bridge(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[System]:
     with running(tmp_path_factory.mktemp("pipeline"), redis_url, ("feedsim", "bridge"),
                  FEED_TICK_RATE="200") as system:
+        with system.channel() as channel:  # serving; now wait for every symbol's first tick
+            stub = system.stub(channel)
+            for symbol in DEFAULT_SYMBOLS:
+                wait_for(f"the first {symbol} tick", lambda s=symbol: stub.GetPrice(  # type: ignore[misc]
+                    pb.GetPriceRequest(symbol=s), timeout=5))
         yield system
 
 
@@ -127,6 +132,36 @@ def test_bad_requests_get_clear_status_codes(feed_and_bridge: System, call, code
     assert text in info.value.details()
 
 
+MALFORMED = {"bad-tag": b"\xff\xff\xff", "truncated": b"\x0a\x05BT",
+             "bad-utf8": b"\x0a\x02\xc3\x28"}  # field 1 (a string) is not UTF-8
+
+
+@pytest.mark.parametrize(("rpc", "body"), [
+    pytest.param(rpc, body, id=f"{rpc}-{name}")
+    for rpc in ("GetPrice", "ListSymbols", "StreamPrices", "StreamTicks")
+    for name, body in MALFORMED.items()
+    if not (rpc == "ListSymbols" and name == "bad-utf8")  # no field 1: kept as unknown, valid
+])
+def test_malformed_protobuf_gets_invalid_argument(feed_and_bridge: System, rpc: str,
+                                                  body: bytes) -> None:
+    """Bytes that are not the request message: INVALID_ARGUMENT saying so, and the bridge
+    carries on serving."""
+    path = f"/marketdata.MarketDataService/{rpc}"
+    with feed_and_bridge.channel() as channel:
+        if rpc.startswith("Stream"):
+            call = channel.unary_stream(path)(body, timeout=5)
+            with pytest.raises(grpc.RpcError) as info:
+                next(call)
+        else:
+            with pytest.raises(grpc.RpcError) as info:
+                channel.unary_unary(path)(body, timeout=5)
+        assert grpc.StatusCode.INVALID_ARGUMENT == info.value.code()
+        assert f"{rpc}: the request is not a valid marketdata." in info.value.details()
+        price = feed_and_bridge.stub(channel).GetPrice(pb.GetPriceRequest(symbol="BTC-USD"),
+                                                        timeout=5)
+    assert price.symbol == "BTC-USD"
+
+
 def test_health_and_reflection_for_stock_tools(feed_and_bridge: System) -> None:
     with feed_and_bridge.channel() as channel:
         health = health_pb2_grpc.HealthStub(channel)
@@ -198,13 +233,12 @@ def test_late_joining_zmq_subscriber_gets_the_last_value_at_once(
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.RCVTIMEO, 3000)
     try:
-        control = context.socket(zmq.REQ)
-        control.setsockopt(zmq.LINGER, 0)
-        control.setsockopt(zmq.RCVTIMEO, 5000)
-        control.connect(system.env["FEED_CONTROL_ENDPOINT"])
-        control.send(b'{"cmd": "snapshot"}')
-        snapshot = __import__("orjson").loads(control.recv())
-        control.close()
+        with context.socket(zmq.REQ) as control:
+            control.setsockopt(zmq.LINGER, 0)
+            control.setsockopt(zmq.RCVTIMEO, 30_000)  # feedsim may still be importing
+            control.connect(system.env["FEED_CONTROL_ENDPOINT"])
+            control.send(b'{"cmd": "snapshot"}')
+            snapshot = __import__("orjson").loads(control.recv())
         assert snapshot["last"]["ETH-USD"]["seq"] == 1
         time.sleep(0.5)
         sub.setsockopt(zmq.SUBSCRIBE, wire.topic("ETH-USD"))
