@@ -65,6 +65,16 @@ class FeedMetrics:
         self.last_tick = Gauge("bridge_last_tick_timestamp_seconds",
                                "Tick time of the latest tick received", ["symbol"],
                                registry=registry)
+        self._received: dict[str, tuple[Counter, Gauge]] = {}
+
+    def received(self, symbol: str, ticks: int, last_ts_ns: int) -> None:
+        """Count new ticks of `symbol` (labels() is looked up once per symbol: hot path)."""
+        children = self._received.get(symbol)
+        if children is None:
+            children = self._received[symbol] = (self.ticks.labels(symbol),
+                                                 self.last_tick.labels(symbol))
+        children[0].inc(ticks)
+        children[1].set(last_ts_ns / 1e9)
 
 
 class Bridge:
@@ -214,8 +224,7 @@ class Bridge:
         self.state.update(fresh)
         self.hub.publish(fresh)
         self.history.add(fresh)
-        self.feed_metrics.ticks.labels(batch.symbol).inc(len(fresh))
-        self.feed_metrics.last_tick.labels(batch.symbol).set(int(fresh.ticks["ts_ns"][-1]) / 1e9)
+        self.feed_metrics.received(batch.symbol, len(fresh), int(fresh.ticks["ts_ns"][-1]))
 
     def _on_book(self, book: wire.BookSnapshot) -> None:
         self.state.books[book.symbol] = book
