@@ -3,8 +3,8 @@
 
 Builds 5 and 100 symbols (correlated GARCH(1,1)-t with jumps on one grid, OU pegs, a cross
 rate, volatility-dependent spreads, bursty trades, and each symbol's 20-level book updated every
-100 ms of tick time, with its diffs) and times ``Feed.step`` over one-second windows, in process, no I/O. The ceiling is a
-plain numpy GBM producing the same number of mid prices, in the same run.
+100 ms of tick time, with its diffs) and times ``Feed.step`` over one-second windows, in process,
+no I/O. The ceiling is a plain numpy GBM producing the same number of mid prices, in the same run.
 
     .venv/bin/python bench/engine.py [--seconds 5] [--rate 10000]
 """
