@@ -27,11 +27,13 @@ ticks it was updated at.
 
 from __future__ import annotations
 
+import bisect
+import math
+import sys
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from feedsim.models import MarketParams
 from marketdata.symbols import Instrument
@@ -46,9 +48,6 @@ P_INSERT = 0.3  # chance per update and side that a new level appears in an empt
 RESIZE_REVERSION = 0.3  # weight of the depth's expected size in a changed size (geometric)
 SIZE_SIGMA = 0.6  # log-normal spread of a new level's size
 
-Ints = npt.NDArray[np.int64]
-Floats = npt.NDArray[np.float64]
-
 
 @dataclass(frozen=True)
 class BookChanges:
@@ -62,7 +61,8 @@ class BookBuilder:
     """One symbol's order book, updated at ticks the caller chooses.
 
     Each side is held as distances and sizes, best first: a distance is the price in ticks,
-    negated on the bid side so that both sides grow away from the mid.
+    negated on the bid side so that both sides grow away from the mid. The per-level work is
+    plain Python on lists: with 20 levels, a numpy call costs more than the loop it replaces.
     """
 
     def __init__(self, instrument: Instrument, market: MarketParams, seed: int,
@@ -72,12 +72,13 @@ class BookBuilder:
         self._lot = instrument.lot_size
         self._price_decimals = instrument.price_decimals
         self._size_decimals = instrument.size_decimals
-        self._mean_size = market.mean_quote_size
-        self._growth = 1 + DEPTH_GROWTH * np.arange(levels + 1, dtype=np.float64)
+        self._mean_sizes = [market.mean_quote_size * (1 + DEPTH_GROWTH * rank)
+                            for rank in range(levels + 1)]
+        self._scale = 10.0**self._price_decimals
         self._rng = np.random.default_rng(np.random.SeedSequence(
             entropy=seed, spawn_key=(zlib.crc32(instrument.symbol.encode()), 0xB00C)))
-        self._distances: list[Ints] = [np.zeros(0, np.int64), np.zeros(0, np.int64)]
-        self._sizes: list[Floats] = [np.zeros(0), np.zeros(0)]
+        self._distances: list[list[int]] = [[], []]
+        self._sizes: list[list[float]] = [[], []]
 
     def update(self, tick: np.void) -> BookChanges:
         """Move the book to `tick`'s touch and let it evolve; return the levels that changed."""
@@ -86,21 +87,19 @@ class BookBuilder:
         touch_sizes = (float(tick["bid_size"]), float(tick["ask_size"]))
         mean_gap = max(MIN_MEAN_GAP_TICKS, GAP_SPREAD_FRACTION * (touches[1] + touches[0]))
         # A fixed number of draws per update, whatever happens in it: every update's randomness
-        # depends only on how many updates came before.
+        # depends only on how many updates came before. They are turned into gaps and sizes
+        # only where used.
         n = self.levels
-        uniforms = self._rng.random((2, 3 * n + 2))
-        normals = self._rng.standard_normal((2, 2 * n))
-        # Geometric gaps (>= 1 tick, mean `mean_gap`) by inverting the CDF.
-        gaps = 1 + np.floor(np.log1p(-uniforms[:, n:3 * n]) / np.log1p(-1 / mean_gap))
-        sizes = np.exp(SIZE_SIGMA * normals - SIZE_SIGMA**2 / 2)
+        uniforms = self._rng.random((2, 3 * n + 2)).tolist()
+        normals = self._rng.standard_normal((2, 2 * n)).tolist()
+        log_q = math.log1p(-1 / mean_gap)
         # Bids stop at one tick: the grid holds no price at or below zero.
-        limits = (-1, np.iinfo(np.int64).max)
+        limits = (-1, sys.maxsize)
         changes = []
         for side in (0, 1):
             old_d, old_s = self._distances[side], self._sizes[side]
             new_d, new_s = self._evolve(old_d, old_s, touches[side], touch_sizes[side],
-                                        limits[side], uniforms[side], gaps[side].astype(np.int64),
-                                        sizes[side])
+                                        limits[side], uniforms[side], log_q, normals[side])
             self._distances[side], self._sizes[side] = new_d, new_s
             changes.append(self._changes(side, old_d, old_s, new_d, new_s))
         return BookChanges(changes[0], changes[1])
@@ -110,71 +109,89 @@ class BookBuilder:
         return (self._levels(0, self._distances[0], self._sizes[0]),
                 self._levels(1, self._distances[1], self._sizes[1]))
 
-    def _evolve(self, old_d: Ints, old_s: Floats, touch: int, touch_size: float, limit: int,
-                uniforms: Floats, gaps: Ints, noise: Floats) -> tuple[Ints, Floats]:
+    def _evolve(self, old_d: list[int], old_s: list[float], touch: int, touch_size: float,
+                limit: int, uniforms: list[float], log_q: float, normals: list[float]
+                ) -> tuple[list[int], list[float]]:
         """Return one side's next (distances, sizes) with its touch at `touch`.
 
-        `uniforms` holds levels fates, then (unused here) 2 * levels gap draws, then two for an
-        inserted level; `gaps` are 2 * levels gaps in ticks; `noise` 2 * levels log-normal
-        factors (mean 1) for resized levels, then for new ones.
+        `uniforms` holds `levels` fates, 2 * levels gap draws, then two for an inserted level;
+        `log_q` is log(1 - 1 / mean gap); `normals` holds 2 * levels draws for the sizes of
+        resized levels and then of new ones.
         """
         n = self.levels
-        first = int(np.searchsorted(old_d, touch, side="right"))
-        d, s = old_d[first:], old_s[first:]  # the levels behind the new touch rest
-        if len(d):
-            fate = uniforms[:len(d)]
-            resized = (fate >= P_CANCEL) & (fate < P_CANCEL + P_RESIZE)
-            if resized.any():
-                target = self._mean_size * self._growth[1:len(d) + 1] * noise[:len(d)]
-                s = s.copy()
-                s[resized] = self._lots(s[resized] ** (1 - RESIZE_REVERSION)
-                                        * target[resized] ** RESIZE_REVERSION)
-            kept = fate >= P_CANCEL
-            d, s = d[kept], s[kept]
+        # Geometric gaps (>= 1 tick, mean 1 / (1 - q)) by inverting the CDF.
+        gaps = (1 + int(math.log1p(-u) / log_q) for u in uniforms[n:3 * n])
+        first = bisect.bisect_right(old_d, touch)  # the levels behind the new touch rest...
+        rest_d: list[int] = []
+        rest_s: list[float] = []
+        for rank, (distance, size) in enumerate(zip(old_d[first:], old_s[first:],
+                                                    strict=True)):
+            fate = uniforms[rank]
+            if fate < P_CANCEL:
+                continue  # ... unless cancelled, or resized towards their depth's mean
+            rest_d.append(distance)
+            if fate < P_CANCEL + P_RESIZE:
+                target = self._mean_sizes[rank + 1] * _lognormal(normals[rank])
+                rest_s.append(self._lots(size ** (1 - RESIZE_REVERSION)
+                                         * target ** RESIZE_REVERSION))
+            else:
+                rest_s.append(size)
         # The space between the touch and the resting levels fills at the usual spacing.
-        bound = min(int(d[0]) if len(d) else touch + 1, limit + 1)
-        filled = touch + np.cumsum(gaps[:n])
-        filled = filled[:int(np.searchsorted(filled, bound))]
-        new_d = np.concatenate(([touch], filled, d)).astype(np.int64)
-        new_s = np.concatenate(([touch_size], np.full(len(filled), np.nan), s))
+        bound = min(rest_d[0] if rest_d else touch + 1, limit + 1)
+        new_d, new_s = [touch], [touch_size]
+        price = touch
+        for _ in range(n):
+            price += next(gaps)
+            if price >= bound:
+                break
+            new_d.append(price)
+            new_s.append(math.nan)
+        new_d += rest_d
+        new_s += rest_s
         if uniforms[-2] < P_INSERT and len(new_d) > 1:
-            price = touch + 1 + int(uniforms[-1] * (int(new_d[-1]) - touch))
-            at = int(np.searchsorted(new_d, price))
+            price = touch + 1 + int(uniforms[-1] * (new_d[-1] - touch))
+            at = bisect.bisect_left(new_d, price)
             if new_d[at] != price:
-                new_d, new_s = np.insert(new_d, at, price), np.insert(new_s, at, np.nan)
-        missing = n - len(new_d)
-        if missing > 0:
-            deeper = new_d[-1] + np.cumsum(gaps[n:n + missing])
-            deeper = deeper[:int(np.searchsorted(deeper, limit, side="right"))]
-            new_d = np.concatenate((new_d, deeper))
-            new_s = np.concatenate((new_s, np.full(len(deeper), np.nan)))
-        new_d, new_s = new_d[:n], new_s[:n]
-        fresh = np.isnan(new_s)
-        if fresh.any():
-            ranks = np.flatnonzero(fresh)
-            new_s[fresh] = self._lots(self._mean_size * self._growth[ranks]
-                                      * noise[n:n + len(ranks)])
+                new_d.insert(at, price)
+                new_s.insert(at, math.nan)
+        for _ in range(n - len(new_d)):
+            price = new_d[-1] + next(gaps)
+            if price > limit:
+                break
+            new_d.append(price)
+            new_s.append(math.nan)
+        del new_d[n:], new_s[n:]
+        fresh = n
+        for rank, size in enumerate(new_s):
+            if math.isnan(size):  # a new level
+                new_s[rank] = self._lots(self._mean_sizes[rank] * _lognormal(normals[fresh]))
+                fresh += 1
         return new_d, new_s
 
-    def _lots(self, raw: Floats) -> Floats:
-        """Round sizes to whole lots, at least one lot."""
-        lots = np.maximum(np.round(raw / self._lot), 1.0)
-        return np.round(lots * self._lot, self._size_decimals)
+    def _lots(self, raw: float) -> float:
+        """Round a size to whole lots, at least one lot."""
+        return round(max(round(raw / self._lot), 1) * self._lot, self._size_decimals)
 
-    def _levels(self, side: int, distances: Ints, sizes: Floats) -> Levels:
-        """Turn one side's distances and sizes into price levels."""
-        out = np.empty(len(distances), dtype=LEVEL_DTYPE)
-        ticks = -distances if side == 0 else distances
-        out["price"] = np.round(ticks * self._tick, self._price_decimals)
-        out["size"] = sizes
-        return out
+    def _levels(self, side: int, distances: list[int], sizes: list[float]) -> Levels:
+        """Turn one side's distances and sizes into price levels.
 
-    def _changes(self, side: int, old_d: Ints, old_s: Floats, new_d: Ints, new_s: Floats
-                 ) -> Levels:
+        Prices are rounded exactly as numpy.round rounds the quotes (scale, round half to even,
+        unscale), so the touch is the tick's bid or ask to the bit.
+        """
+        sign, tick, scale = (-1 if side == 0 else 1), self._tick, self._scale
+        return np.array([(round(sign * d * tick * scale) / scale, size)
+                         for d, size in zip(distances, sizes, strict=True)], dtype=LEVEL_DTYPE)
+
+    def _changes(self, side: int, old_d: list[int], old_s: list[float], new_d: list[int],
+                 new_s: list[float]) -> Levels:
         """Return the levels whose size differs between old and new, new size (0: gone)."""
-        before = dict(zip(old_d.tolist(), old_s.tolist(), strict=True))
-        after = dict(zip(new_d.tolist(), new_s.tolist(), strict=True))
+        before = dict(zip(old_d, old_s, strict=True))
+        after = dict(zip(new_d, new_s, strict=True))
         changed = sorted({d for d, size in after.items() if before.get(d) != size}
                          | (before.keys() - after.keys()))
-        return self._levels(side, np.array(changed, dtype=np.int64),
-                            np.array([after.get(d, 0.0) for d in changed], dtype=np.float64))
+        return self._levels(side, changed, [after.get(d, 0.0) for d in changed])
+
+
+def _lognormal(z: float) -> float:
+    """A log-normal factor with mean 1 from a standard normal draw."""
+    return math.exp(SIZE_SIGMA * z - SIZE_SIGMA**2 / 2)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from bridge.config import BridgeConfig
 from bridge.server import Bridge
 from marketdata import wire
 from marketdata.books import OrderBook, Status, book_from_dict
-from tests.system import System, running
+from tests.system import ROOT, System, running
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +61,8 @@ def test_a_subscriber_rebuilds_feedsims_book_from_snapshot_and_diffs(feed: Syste
     touches_checked = periodic = 0
     deadline = time.monotonic() + 30
     try:
-        while answer is None or reader.book_seq < answer.book_seq or periodic < 1:
+        while (answer is None or reader.book_seq < answer.book_seq or periodic < 1
+               or len(history) < 30):
             assert time.monotonic() < deadline, "timed out"
             message = wire.decode_message(sub.recv_multipart())
             if isinstance(message, wire.TickBatch):
@@ -94,7 +97,7 @@ def test_a_subscriber_rebuilds_feedsims_book_from_snapshot_and_diffs(feed: Syste
     assert Status.GAP not in statuses
     assert isinstance(answer, wire.BookSnapshot)
     assert same_book(answer, history[answer.book_seq])
-    assert touches_checked > 10
+    assert touches_checked > 20
     assert 20 == len(answer.bids) == len(answer.asks)
     assert (answer.bids["price"][0] < answer.asks["price"][0])
     assert (np.diff(sorted(history)) == 1).all()  # every update, one by one
@@ -200,3 +203,18 @@ def test_feedsim_answers_book_for_any_spelling_and_refuses_unknown_symbols(feed:
     book = book_from_dict(good)
     assert "BTC-USD" == book.symbol and book.book_seq > 0 and 20 == len(book.bids)
     assert (False, 3) == (bad["ok"], bad["id"]) and "unknown symbol 'NOPE-USD'" in bad["error"]
+
+
+def test_readme_order_book_example_rebuilds_a_book(feed: System) -> None:
+    example = ROOT / "examples" / "zmq_order_book.py"
+    result = subprocess.run(
+        [sys.executable, str(example), feed.env["FEED_PUB_ENDPOINT"], "SOL-USD", "12",
+         feed.env["FEED_CONTROL_ENDPOINT"]],
+        capture_output=True, text=True, timeout=30, check=True)
+    lines = result.stdout.strip().splitlines()
+    assert 12 == len(lines)
+    seqs = [int(re.search(r"book_seq=(\d+)", line).group(1)) for line in lines]  # type: ignore[union-attr]
+    assert seqs == list(range(seqs[0], seqs[0] + 12))
+    assert all(line.endswith("(20x20 levels)") for line in lines)
+    code = example.read_text().split('"""', 2)[2].strip()
+    assert code in (ROOT / "README.md").read_text()  # the README shows it in full
