@@ -1,4 +1,5 @@
-"""The binary tick format on the ZeroMQ PUB socket and in Redis history, version 1.
+"""The binary feed format on the ZeroMQ PUB socket (ticks, order books, book diffs) and in Redis
+history (ticks), version 1.
 
 A message is two frames::
 
