@@ -1,4 +1,4 @@
-"""The bridge's side of feedsim: the tick subscription, the control client, and feed state."""
+"""The bridge's side of feedsim: the subscription, the control client, and feed state."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import zmq.asyncio
 
 from bridge import FeedUnavailable
 from marketdata import wire
+from marketdata.books import OrderBook, Status, book_from_dict
 from marketdata.errors import WireError
 from marketdata.symbols import Instrument, Instruments
 
@@ -65,18 +66,37 @@ class ControlClient:
         reply = await self.request("instruments", timeout_s)
         return int(reply["session"]), [Instrument.from_dict(d) for d in reply["instruments"]]
 
+    async def book(self, symbol: str, timeout_s: float = 1.0) -> wire.BookSnapshot:
+        """Return `symbol`'s current order book in full; raise FeedUnavailable if not served."""
+        reply = await self.request("book", timeout_s, symbol=symbol)
+        try:
+            return book_from_dict(reply)
+        except ValueError as exc:
+            raise FeedUnavailable(f"feedsim answered 'book' with {exc}") from None
+
     def close(self) -> None:
         """Close the socket."""
         self.socket.close(linger=0)
 
 
 class TickSubscription:
-    """The SUB socket on feedsim's PUB endpoint; hands every decoded batch to `on_batch`."""
+    """The SUB socket on feedsim's PUB endpoint, for ticks and order books.
+
+    Every decoded tick batch goes to `on_batch`. Book snapshots and diffs are applied to one
+    OrderBook per symbol, and `on_book` gets the symbol's full book after each one that moved
+    it. A diff that does not follow the book is reported to `on_book_gap(symbol, missed)`; the
+    book then waits for a snapshot: the next periodic one, or one given to `apply_snapshot`.
+    Diffs that keep arriving before the first snapshot (after WAITING_BEFORE_RESYNC of them)
+    are reported as a gap of 0 updates, so the caller fetches a snapshot then too.
+    """
+
+    WAITING_BEFORE_RESYNC = 50
 
     def __init__(self, context: zmq.asyncio.Context, endpoint: str,
                  on_batch: Callable[[wire.TickBatch], None],
                  on_book: Callable[[wire.BookSnapshot], None],
-                 on_bad_message: Callable[[WireError], None], rcvhwm: int = 1_000_000) -> None:
+                 on_bad_message: Callable[[WireError], None], rcvhwm: int = 1_000_000, *,
+                 on_book_gap: Callable[[str, int], None] | None = None) -> None:
         self.socket = context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.RCVHWM, rcvhwm)
@@ -85,6 +105,9 @@ class TickSubscription:
         self.on_batch = on_batch
         self.on_book = on_book
         self.on_bad_message = on_bad_message
+        self.on_book_gap = on_book_gap
+        self.books: dict[str, OrderBook] = {}
+        self._waiting: dict[str, int] = {}  # symbol -> diffs received without a book
 
     async def run(self) -> None:
         """Receive until cancelled. A malformed message is reported and skipped."""
@@ -99,16 +122,39 @@ class TickSubscription:
                     break
                 self._handle([f.buffer for f in frames])
 
+    def apply_snapshot(self, snapshot: wire.BookSnapshot) -> bool:
+        """Apply a snapshot fetched elsewhere (the control socket); return whether it was used."""
+        return self._apply_book(snapshot)
+
     def _handle(self, frames: list[memoryview]) -> None:
         try:
-            if frames and bytes(frames[0]).endswith(wire.BOOK_KIND_SUFFIX):
-                self.on_book(wire.decode_book(frames))
-                return
-            batch = wire.decode(frames)
+            message = wire.decode_message(frames)
         except WireError as exc:
             self.on_bad_message(exc)
             return
-        self.on_batch(batch)
+        if isinstance(message, wire.TickBatch):
+            self.on_batch(message)
+        else:
+            self._apply_book(message)
+
+    def _apply_book(self, message: wire.BookSnapshot | wire.BookDiff) -> bool:
+        book = self.books.get(message.symbol)
+        if book is None:
+            book = self.books[message.symbol] = OrderBook(message.symbol)
+        outcome = book.apply(message)
+        if outcome.status is Status.APPLIED:
+            self._waiting.pop(message.symbol, None)
+            self.on_book(book.snapshot())
+            return True
+        if outcome.status is Status.GAP:
+            self._waiting[message.symbol] = 0
+            if self.on_book_gap is not None:
+                self.on_book_gap(message.symbol, outcome.missed)
+        elif outcome.status is Status.WAITING:
+            waited = self._waiting[message.symbol] = self._waiting.get(message.symbol, 0) + 1
+            if waited % self.WAITING_BEFORE_RESYNC == 0 and self.on_book_gap is not None:
+                self.on_book_gap(message.symbol, 0)
+        return False
 
     def close(self) -> None:
         """Close the socket."""

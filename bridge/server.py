@@ -60,8 +60,16 @@ class FeedMetrics:
                                 registry=registry)
         self.bad = Counter("bridge_bad_messages_total", "Messages that failed to decode",
                            registry=registry)
-        self.books = Counter("bridge_books_received_total", "Order book snapshots received",
+        self.books = Counter("bridge_books_received_total",
+                             "Full order books taken (snapshots, and books rebuilt from diffs)",
                              ["symbol"], registry=registry)
+        self.book_gaps = Counter("bridge_book_gaps_total",
+                                 "Order book diffs that did not follow the book held (updates "
+                                 "missed, or a feed restart): the book resyncs from a snapshot",
+                                 ["symbol"], registry=registry)
+        self.book_resyncs = Counter("bridge_book_resyncs_total",
+                                    "Order books fetched from feedsim's control socket",
+                                    ["symbol"], registry=registry)
         self.last_tick = Gauge("bridge_last_tick_timestamp_seconds",
                                "Tick time of the latest tick received", ["symbol"],
                                registry=registry)
@@ -103,7 +111,8 @@ class Bridge:
         self.control = ControlClient(self.context, config.feed_control_endpoint)
         self.subscription = TickSubscription(self.context, config.feed_pub_endpoint,
                                              self._on_batch, self._on_book,
-                                             self._on_bad_message)
+                                             self._on_bad_message,
+                                             on_book_gap=self._on_book_gap)
         self.service = MarketDataService(self.state, self.hub, self.stream_metrics,
                                          config.instance_name, config.stream_queue_ticks)
         self.health = health.aio.HealthServicer()
@@ -118,6 +127,8 @@ class Bridge:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         self.grpc_port = 0
         self._instruments_wanted = asyncio.Event()
+        self._books_wanted: set[str] = set()
+        self._books_wanted_event = asyncio.Event()
         self._stopped = asyncio.Event()
         self._stopping = False
         self.failed = False
@@ -142,6 +153,7 @@ class Bridge:
             asyncio.create_task(self.subscription.run(), name="subscription"),
             asyncio.create_task(self.history.run(), name="history"),
             asyncio.create_task(self._keep_instruments(), name="instruments"),
+            asyncio.create_task(self._resync_books(), name="books"),
         ]
         for task in self._tasks:
             task.add_done_callback(self._task_done)
@@ -229,6 +241,36 @@ class Bridge:
     def _on_book(self, book: wire.BookSnapshot) -> None:
         self.state.books[book.symbol] = book
         self.feed_metrics.books.labels(book.symbol).inc()
+
+    def _on_book_gap(self, symbol: str, missed: int) -> None:
+        if missed:
+            self.feed_metrics.book_gaps.labels(symbol).inc()
+            log.warning("order book gap; resyncing", extra={"symbol": symbol, "missed": missed})
+        self._books_wanted.add(symbol)
+        self._books_wanted_event.set()
+
+    async def _resync_books(self) -> None:
+        """Fetch the full book of every symbol whose diffs stopped applying (the clone pattern).
+
+        Diffs that arrive while the request is out are kept by the OrderBook and applied on top
+        of the answer. If feedsim does not answer, the next periodic snapshot resyncs the book.
+        """
+        while True:
+            await self._books_wanted_event.wait()
+            self._books_wanted_event.clear()
+            for symbol in sorted(self._books_wanted):
+                self._books_wanted.discard(symbol)
+                book = self.subscription.books.get(symbol)
+                if book is not None and book.synced:
+                    continue  # a periodic snapshot got there first
+                try:
+                    snapshot = await self.control.book(symbol)
+                except FeedUnavailable as exc:
+                    log.warning("order book not fetched; waiting for a periodic snapshot",
+                                extra={"symbol": symbol, "error": str(exc)})
+                    continue
+                self.feed_metrics.book_resyncs.labels(symbol).inc()
+                self.subscription.apply_snapshot(snapshot)
 
     def _on_bad_message(self, error: WireError) -> None:
         self.feed_metrics.bad.inc()

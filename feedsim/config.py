@@ -58,6 +58,7 @@ class FeedConfig:
     ahead_s: float
     book_interval_s: float
     book_levels: int
+    book_snapshot_every: int
     send_hwm: int
     metrics_port: int
     log_level: str
@@ -82,6 +83,7 @@ class FeedConfig:
             ahead_s=env_float(env, "FEED_AHEAD_MS", 20.0, minimum=0.0, maximum=1000.0) / 1000.0,
             book_interval_s=env_float(env, "FEED_BOOK_INTERVAL_MS", 100.0, minimum=0.0) / 1000.0,
             book_levels=env_int(env, "FEED_BOOK_LEVELS", 20, minimum=1, maximum=500),
+            book_snapshot_every=env_int(env, "FEED_BOOK_SNAPSHOT_EVERY", 50, minimum=0),
             send_hwm=env_int(env, "FEED_SEND_HWM", 100_000, minimum=0),
             metrics_port=env_int(env, "FEED_METRICS_PORT", 9101, minimum=0, maximum=65535),
             log_level=env_log_level(env),

@@ -2,8 +2,9 @@
 
 A request is one JSON object ``{"cmd": NAME, ...}``; the reply is ``{"ok": true, ...}`` or
 ``{"ok": false, "error": MESSAGE}``. Commands today: ``ping``, ``instruments``, ``snapshot``
-(instruments and the latest tick of each symbol: the "clone" pattern's state request) and
-``status``. Scenarios and feed disruption arrive here later, so they run in the single writer.
+(instruments and the latest tick of each symbol: the "clone" pattern's state request),
+``book`` (one symbol's current order book in full, for a reader that saw a gap in its diffs)
+and ``status``. Scenarios and feed disruption arrive here later, so they run in the single writer.
 A malformed request gets an error reply and changes nothing.
 """
 
@@ -15,11 +16,18 @@ from typing import Any
 import orjson
 
 from feedsim.engine import MODEL_NAMES, Feed
+from marketdata.books import book_to_dict
+from marketdata.errors import SymbolError
+from marketdata.symbols import Instruments
 from marketdata.wire import as_dicts
 
 MAX_REQUEST_BYTES = 64 * 1024
 
 Handler = Callable[[Feed, dict[str, Any], int], dict[str, Any]]
+
+
+class RequestError(ValueError):
+    """A known command with arguments it cannot take; the message says what was wrong."""
 
 
 def _ping(feed: Feed, request: dict[str, Any], now_ns: int) -> dict[str, Any]:
@@ -37,6 +45,20 @@ def _snapshot(feed: Feed, request: dict[str, Any], now_ns: int) -> dict[str, Any
         last[symbol] = as_dicts(tick)[0] if tick is not None else None
     return {"session": feed.session, "instruments": [i.to_dict() for i in feed.instruments],
             "last": last}
+
+
+def _book(feed: Feed, request: dict[str, Any], now_ns: int) -> dict[str, Any]:
+    """The current book of `symbol` (any accepted spelling); book_seq 0 and empty before the
+    first update."""
+    text = request.get("symbol")
+    if not isinstance(text, str):
+        raise RequestError("'book' needs a 'symbol' string, e.g. {\"cmd\": \"book\", "
+                           "\"symbol\": \"BTC-USD\"}")
+    try:
+        symbol = Instruments(feed.instruments).resolve(text).symbol
+    except SymbolError as exc:
+        raise RequestError(str(exc)) from None
+    return book_to_dict(feed.book(symbol))
 
 
 def _status(feed: Feed, request: dict[str, Any], now_ns: int) -> dict[str, Any]:
@@ -58,6 +80,7 @@ COMMANDS: dict[str, Handler] = {
     "ping": _ping,
     "instruments": _instruments,
     "snapshot": _snapshot,
+    "book": _book,
     "status": _status,
 }
 
@@ -77,11 +100,17 @@ def handle(feed: Feed, payload: bytes, now_ns: int) -> tuple[str, bytes]:
     handler = COMMANDS.get(cmd) if isinstance(cmd, str) else None
     if handler is None:
         return "invalid", _error(f"unknown cmd {cmd!r}; known: {', '.join(sorted(COMMANDS))}")
-    reply = {"ok": True, "cmd": cmd, **handler(feed, request, now_ns)}
+    try:
+        reply = {"ok": True, "cmd": cmd, **handler(feed, request, now_ns)}
+    except RequestError as exc:
+        return "invalid", _error(str(exc), request.get("id"))
     if "id" in request:
         reply["id"] = request["id"]
     return str(cmd), orjson.dumps(reply)
 
 
-def _error(message: str) -> bytes:
-    return orjson.dumps({"ok": False, "error": message})
+def _error(message: str, request_id: Any = None) -> bytes:
+    reply: dict[str, Any] = {"ok": False, "error": message}
+    if request_id is not None:
+        reply["id"] = request_id
+    return orjson.dumps(reply)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from feedsim.book import BookMaker
+from feedsim.book import BookBuilder
 from feedsim.config import Correlation, SymbolConfig, correlation_matrix
 from feedsim.market import (
     SECONDS_PER_YEAR,
@@ -35,7 +35,7 @@ from feedsim.market import (
 )
 from feedsim.models import Quoter, QuoterRngs
 from marketdata.symbols import Instrument
-from marketdata.wire import BookSnapshot, TickBatch, Ticks, concat, empty_ticks
+from marketdata.wire import BookDiff, BookSnapshot, TickBatch, Ticks, concat, empty_ticks
 
 NS = 1_000_000_000
 MAX_AHEAD_TICKS = 4096
@@ -45,15 +45,20 @@ class SymbolFeed:
     """One symbol's model, quoter, sequence numbers and schedule."""
 
     def __init__(self, config: SymbolConfig, seed: int, anchor_ns: int, model: GroupMember,
-                 tick_variance: float, ahead_s: float = 0.0, book_levels: int = 20) -> None:
+                 tick_variance: float, ahead_s: float = 0.0, book_levels: int = 20,
+                 book_interval_s: float = 0.1) -> None:
         self.instrument = config.instrument
         self.market = config.market
         seeds = np.random.SeedSequence(
             entropy=seed, spawn_key=(zlib.crc32(config.instrument.symbol.encode()),)
         ).spawn(5)
         self.model = model
-        self.book_maker = BookMaker(config.instrument, config.market, seed, book_levels)
+        self.book_builder = BookBuilder(config.instrument, config.market, seed, book_levels)
+        # The book is updated every `book_every` ticks (by seq), so which ticks update it is
+        # fixed by the configuration, never by timing: books are as reproducible as ticks.
+        self.book_every = max(1, round(config.market.rate * book_interval_s))
         self.book_seq = 0
+        self.book_tick: tuple[int, int] = (0, 0)  # (tick seq, ts_ns) of the current book
         self.quoter = Quoter(config.market, config.instrument,
                              QuoterRngs(*(np.random.default_rng(s) for s in seeds)),
                              config.market.price, tick_variance)
@@ -93,6 +98,19 @@ class SymbolFeed:
             self.last = ticks[-1:].copy()
         return ticks
 
+    def update_book(self, ticks: Ticks, session: int) -> list[BookDiff]:
+        """Update the book at each of `ticks` whose seq is a multiple of book_every."""
+        due = ticks[ticks["seq"] % np.uint64(self.book_every) == 0]
+        diffs = []
+        symbol = self.instrument.symbol
+        for tick in due:
+            changes = self.book_builder.update(tick)
+            self.book_seq += 1
+            self.book_tick = (int(tick["seq"]), int(tick["ts_ns"]))
+            diffs.append(BookDiff(symbol, session, self.book_seq, self.book_seq - 1,
+                                  *self.book_tick, changes.bids, changes.asks))
+        return diffs
+
     def reanchor(self, now_ns: int) -> None:
         """Restart the schedule at `now_ns`, abandoning the backlog (values are unaffected)."""
         self.anchor_ns = now_ns
@@ -105,6 +123,7 @@ class StepResult:
 
     batches: list[TickBatch]
     reanchored: tuple[str, ...]
+    books: dict[str, list[BookDiff]]  # each symbol's book updates in this step, in order
 
 
 class Feed:
@@ -112,7 +131,8 @@ class Feed:
 
     def __init__(self, symbols: Sequence[SymbolConfig], seed: int, start_ns: int,
                  max_batch: int = 100_000, ahead_s: float = 0.0, step_s: float = 3600.0,
-                 correlations: Sequence[Correlation] = (), book_levels: int = 20) -> None:
+                 correlations: Sequence[Correlation] = (), book_levels: int = 20,
+                 book_interval_s: float = 0.1) -> None:
         self.session = start_ns
         self.seed = seed
         self.start_ns = start_ns
@@ -122,7 +142,7 @@ class Feed:
         self.symbols = {s.instrument.symbol: SymbolFeed(s, seed, start_ns,
                                                         models[s.instrument.symbol],
                                                         variances[s.instrument.symbol], ahead_s,
-                                                        book_levels)
+                                                        book_levels, book_interval_s)
                         for s in symbols}
 
     @property
@@ -146,29 +166,29 @@ class Feed:
         """
         batches: list[TickBatch] = []
         reanchored: list[str] = []
+        books: dict[str, list[BookDiff]] = {}
         for symbol, feed in self.symbols.items():
             if max_lag_ns is not None and now_ns - feed.next_due_ns() > max_lag_ns:
                 feed.reanchor(now_ns)
                 reanchored.append(symbol)
             n = min(feed.due(now_ns), self.max_batch)
             if n > 0:
-                batches.append(TickBatch(symbol, self.session, feed.produce(n)))
-        return StepResult(batches, tuple(reanchored))
+                ticks = feed.produce(n)
+                batches.append(TickBatch(symbol, self.session, ticks))
+                diffs = feed.update_book(ticks, self.session)
+                if diffs:
+                    books[symbol] = diffs
+        return StepResult(batches, tuple(reanchored), books)
 
     def last(self, symbol: str) -> Ticks | None:
         """Return the latest tick of `symbol` as a 1-record array, or None before the first."""
         return self.symbols[symbol].last
 
-    def book(self, symbol: str) -> BookSnapshot | None:
-        """Return the next book snapshot of `symbol` at its latest tick (None before the first)."""
+    def book(self, symbol: str) -> BookSnapshot:
+        """Return the current book of `symbol` in full (book_seq 0, empty, before the first)."""
         feed = self.symbols[symbol]
-        if feed.last is None:
-            return None
-        tick = feed.last[0]
-        bids, asks = feed.book_maker.book(tick)
-        feed.book_seq += 1
-        return BookSnapshot(symbol, self.session, feed.book_seq, int(tick["seq"]),
-                            int(tick["ts_ns"]), bids, asks)
+        bids, asks = feed.book_builder.book()
+        return BookSnapshot(symbol, self.session, feed.book_seq, *feed.book_tick, bids, asks)
 
 
 def _group_model(config: SymbolConfig, step_s: float, names: list[str]) -> GroupModel:

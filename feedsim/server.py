@@ -6,6 +6,10 @@ XPUB socket so late joiners can be served the last value of each symbol they sub
 "Last Value Caching"); those replays carry FLAG_SNAPSHOT and repeat a seq already published.
 ZeroMQ drops messages for a subscriber whose queue reaches FEED_SEND_HWM; subscribers see that
 as a gap in seq.
+
+Books go out as diffs after the ticks they belong to (one per book update), with a full snapshot
+every FEED_BOOK_SNAPSHOT_EVERY updates and to every late joiner whose subscription covers the
+book topic, so a subscriber can always start from a snapshot and then apply diffs.
 """
 
 from __future__ import annotations
@@ -49,10 +53,14 @@ class FeedMetrics:
                                ["cmd"], registry=registry)
         self.snapshots = Counter("feedsim_snapshots_sent_total",
                                  "Last-value ticks replayed to new subscribers", registry=registry)
-        self.books = Counter("feedsim_books_total", "Order book snapshots published", ["symbol"],
-                             registry=registry)
+        self.books = Counter("feedsim_books_total",
+                             "Full order book snapshots published (periodic and late-join)",
+                             ["symbol"], registry=registry)
+        self.book_diffs = Counter("feedsim_book_diffs_total", "Order book diffs published",
+                                  ["symbol"], registry=registry)
         self.tick_children = {s: self.ticks.labels(s) for s in symbols}
         self.book_children = {s: self.books.labels(s) for s in symbols}
+        self.book_diff_children = {s: self.book_diffs.labels(s) for s in symbols}
         self.frame_children = {s: self.frames.labels(s) for s in symbols}
 
 
@@ -77,7 +85,6 @@ class FeedServer:
         self.poller.register(self.pub, zmq.POLLIN)
         self.poller.register(self.control, zmq.POLLIN)
         self._running = False
-        self._next_book_ns: dict[str, int] = {}
 
     @property
     def pub_address(self) -> str:
@@ -111,6 +118,7 @@ class FeedServer:
                 log.warning("schedule reset after a stall", extra={"symbol": symbol})
             for batch in result.batches:
                 self._publish(batch)
+                self._publish_book(batch.symbol, result.books.get(batch.symbol, []))
 
     def stop(self) -> None:
         """Ask run() to return after its current turn."""
@@ -128,17 +136,29 @@ class FeedServer:
             return  # only with XPUB_NODROP; PUB semantics drop silently at the HWM
         self.metrics.tick_children[batch.symbol].inc(len(batch))
         self.metrics.frame_children[batch.symbol].inc()
-        self._maybe_publish_book(batch.symbol)
 
-    def _maybe_publish_book(self, symbol: str) -> None:
-        """Publish the book at the latest tick, at most every FEED_BOOK_INTERVAL_MS per symbol."""
-        now = time.monotonic_ns()
-        if now < self._next_book_ns.get(symbol, 0):
-            return
+    def _publish_book(self, symbol: str, diffs: list[wire.BookDiff]) -> None:
+        """Publish `symbol`'s book diffs of this step, then a snapshot if one fell due.
+
+        A snapshot is due when a diff's book_seq is a multiple of FEED_BOOK_SNAPSHOT_EVERY; it
+        goes out after the step's last diff, with that diff's book_seq, so readers in sync see a
+        book they already hold and late readers a book the next diff applies to.
+        """
+        every = self.config.book_snapshot_every
+        for diff in diffs:
+            try:
+                self.pub.send_multipart(wire.encode_book_diff(diff), flags=zmq.NOBLOCK)
+            except zmq.Again:
+                continue  # only with XPUB_NODROP; readers see a gap in book_seq and resync
+            self.metrics.book_diff_children[symbol].inc()
+        if every and any(d.book_seq % every == 0 for d in diffs):
+            self._send_book(symbol)
+
+    def _send_book(self, symbol: str) -> None:
+        """Publish `symbol`'s current book in full (nothing before its first update)."""
         book = self.feed.book(symbol)
-        if book is None:
+        if not book.book_seq:
             return
-        self._next_book_ns[symbol] = now + int(self.config.book_interval_s * 1e9)
         try:
             self.pub.send_multipart(wire.encode_book(book), flags=zmq.NOBLOCK)
         except zmq.Again:
@@ -184,13 +204,15 @@ class FeedServer:
             prefix = message[1:]
             for symbol in self.feed.symbols:
                 last = self.feed.last(symbol)
-                if last is None or not wire.topic(symbol).startswith(prefix):
-                    continue
-                replay = last.copy()
-                replay["flags"] |= wire.FLAG_SNAPSHOT
-                self.pub.send_multipart(
-                    wire.encode(wire.TickBatch(symbol, self.feed.session, replay)))
-                self.metrics.snapshots.inc()
+                if last is not None and wire.topic(symbol).startswith(prefix):
+                    replay = last.copy()
+                    replay["flags"] |= wire.FLAG_SNAPSHOT
+                    self.pub.send_multipart(
+                        wire.encode(wire.TickBatch(symbol, self.feed.session, replay)))
+                    self.metrics.snapshots.inc()
+                if wire.book_topic(symbol).startswith(prefix):
+                    # The clone pattern: the book as of now; every later diff applies to it.
+                    self._send_book(symbol)
 
 
 def main() -> None:
@@ -208,7 +230,7 @@ def main() -> None:
         start_http_server(config.metrics_port, addr="127.0.0.1", registry=registry)
     feed = Feed(config.symbols, config.seed, time.time_ns(), ahead_s=config.ahead_s,
                 step_s=config.universe.step_s, correlations=config.universe.correlations,
-                book_levels=config.book_levels)
+                book_levels=config.book_levels, book_interval_s=config.book_interval_s)
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
         server = FeedServer(config, feed, context, metrics)

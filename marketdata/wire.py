@@ -1,4 +1,5 @@
-"""The binary tick format on the ZeroMQ PUB socket and in Redis history, version 1.
+"""The binary feed format on the ZeroMQ PUB socket (ticks, order books, book diffs) and in Redis
+history (ticks), version 1.
 
 A message is two frames::
 
@@ -50,7 +51,25 @@ Order book snapshots (kind 2) use the topic ``b"<SYMBOL>:book"`` and the same 24
     52     4    u32   n_asks
 
 followed by n_bids (price f64, size f64) records from the best bid down, then n_asks from the
-best ask up. The best levels always equal the tick's bid, ask, bid_size and ask_size.
+best ask up. The best levels always equal the tick's bid, ask, bid_size and ask_size. Book
+sequence number 0 is the empty book, before the first update.
+
+Order book diffs (kind 3) use the topic ``b"<SYMBOL>:bookdiff"`` (so a subscription to
+``b"<SYMBOL>:book"`` receives snapshots and diffs alike) and the same 24-byte header (kind 3,
+header_len 64, record_size 16, count = changed bid levels + changed ask levels), then::
+
+    offset size type  field
+    24     8    u64   book_seq       the book this diff makes, +1 per update
+    32     8    u64   prev_book_seq  the book it applies to (book_seq - 1 from a live feed)
+    40     8    u64   tick_seq       the tick whose touch the new book shows
+    48     8    i64   ts_ns          that tick's time
+    56     4    u32   n_bids
+    60     4    u32   n_asks
+
+followed by n_bids (price f64, size f64) changed bid levels, then n_asks changed ask levels,
+each side in book order (best first). A size is the level's new total size; 0 removes the level.
+Levels not listed are unchanged. Applying a diff to any book other than prev_book_seq is wrong:
+a reader that holds a different book_seq has missed an update and must take a new snapshot.
 """
 
 from __future__ import annotations
@@ -68,8 +87,10 @@ MAGIC = b"MD"
 VERSION = 1
 KIND_TICKS = 1
 KIND_BOOK = 2
+KIND_BOOK_DIFF = 3
 TICK_KIND_SUFFIX = b":tick"
 BOOK_KIND_SUFFIX = b":book"
+BOOK_DIFF_KIND_SUFFIX = b":bookdiff"
 
 FLAG_SNAPSHOT = 1
 FLAG_TRADE = 2
@@ -205,6 +226,11 @@ def decode(frames: list[bytes] | list[Any]) -> TickBatch:
 LEVEL_DTYPE = np.dtype([("price", "<f8"), ("size", "<f8")])
 _BOOK = struct.Struct("<QQqII")
 BOOK_HEADER_SIZE = HEADER_SIZE + _BOOK.size
+_BOOK_DIFF = struct.Struct("<QQQqII")
+BOOK_DIFF_HEADER_SIZE = HEADER_SIZE + _BOOK_DIFF.size
+
+assert BOOK_HEADER_SIZE == 56
+assert BOOK_DIFF_HEADER_SIZE == 64
 
 Levels = npt.NDArray[np.void]
 """A 1-d array of LEVEL_DTYPE records."""
@@ -223,9 +249,41 @@ class BookSnapshot:
     asks: Levels  # best first
 
 
+@dataclass(frozen=True)
+class BookDiff:
+    """The levels that changed between book `prev_book_seq` and book `book_seq` (size 0: gone)."""
+
+    symbol: str
+    session: int
+    book_seq: int
+    prev_book_seq: int
+    tick_seq: int
+    ts_ns: int
+    bids: Levels  # changed bid levels, best first
+    asks: Levels  # changed ask levels, best first
+
+
+def empty_levels(n: int = 0) -> Levels:
+    """Return a zeroed array of `n` levels."""
+    return np.zeros(n, dtype=LEVEL_DTYPE)
+
+
 def book_topic(symbol: str) -> bytes:
-    """Return the ZeroMQ topic frame of `symbol`'s order book snapshots."""
+    """Return the ZeroMQ topic frame of `symbol`'s order book snapshots.
+
+    It is also the prefix that subscribes to all of `symbol`'s book messages, diffs included.
+    """
     return symbol.encode("ascii") + BOOK_KIND_SUFFIX
+
+
+def book_diff_topic(symbol: str) -> bytes:
+    """Return the ZeroMQ topic frame of `symbol`'s order book diffs."""
+    return symbol.encode("ascii") + BOOK_DIFF_KIND_SUFFIX
+
+
+def _levels_bytes(bids: Levels, asks: Levels) -> bytes:
+    return (bids.astype(LEVEL_DTYPE, copy=False).tobytes()
+            + asks.astype(LEVEL_DTYPE, copy=False).tobytes())
 
 
 def encode_book(book: BookSnapshot) -> list[bytes]:
@@ -233,41 +291,89 @@ def encode_book(book: BookSnapshot) -> list[bytes]:
     header = _HEADER.pack(MAGIC, VERSION, KIND_BOOK, BOOK_HEADER_SIZE, LEVEL_DTYPE.itemsize,
                           len(book.bids) + len(book.asks), book.session, 0)
     extra = _BOOK.pack(book.book_seq, book.tick_seq, book.ts_ns, len(book.bids), len(book.asks))
-    levels = (book.bids.astype(LEVEL_DTYPE, copy=False).tobytes()
-              + book.asks.astype(LEVEL_DTYPE, copy=False).tobytes())
-    return [book_topic(book.symbol), header + extra + levels]
+    return [book_topic(book.symbol), header + extra + _levels_bytes(book.bids, book.asks)]
 
 
-def decode_book(frames: list[bytes] | list[Any]) -> BookSnapshot:
-    """Decode [topic, body] into a BookSnapshot; raise WireError naming what is wrong."""
+def encode_book_diff(diff: BookDiff) -> list[bytes]:
+    """Encode a book diff as the two frames [topic, body]."""
+    header = _HEADER.pack(MAGIC, VERSION, KIND_BOOK_DIFF, BOOK_DIFF_HEADER_SIZE,
+                          LEVEL_DTYPE.itemsize, len(diff.bids) + len(diff.asks), diff.session, 0)
+    extra = _BOOK_DIFF.pack(diff.book_seq, diff.prev_book_seq, diff.tick_seq, diff.ts_ns,
+                            len(diff.bids), len(diff.asks))
+    return [book_diff_topic(diff.symbol), header + extra + _levels_bytes(diff.bids, diff.asks)]
+
+
+def _symbol_of(frames: list[bytes] | list[Any], suffix: bytes, what: str) -> str:
+    """Return the symbol of a two-frame message whose topic ends with `suffix`."""
     if len(frames) != 2:
         raise WireError(f"expected 2 frames (topic, body), got {len(frames)}")
     raw_topic = bytes(frames[0])
-    if not raw_topic.endswith(BOOK_KIND_SUFFIX) or len(raw_topic) == len(BOOK_KIND_SUFFIX):
-        raise WireError(f"topic {raw_topic[:40]!r} is not a book topic '<SYMBOL>:book'")
+    if not raw_topic.endswith(suffix) or len(raw_topic) == len(suffix):
+        raise WireError(f"topic {raw_topic[:40]!r} is not a {what} topic "
+                        f"'<SYMBOL>{suffix.decode()}'")
     try:
-        symbol = raw_topic[: -len(BOOK_KIND_SUFFIX)].decode("ascii")
+        return raw_topic[: -len(suffix)].decode("ascii")
     except UnicodeDecodeError as exc:
         raise WireError(f"topic {raw_topic[:40]!r} is not ASCII") from exc
-    body = frames[1]
-    if len(body) < BOOK_HEADER_SIZE:
-        raise WireError(f"book body is {len(body)} bytes, shorter than its "
-                        f"{BOOK_HEADER_SIZE}-byte header")
-    magic, version, kind, header_len, record_size, count, session, _ = _HEADER.unpack_from(body)
-    if magic != MAGIC or version != VERSION or kind != KIND_BOOK:
-        raise WireError(f"not a version-{VERSION} book body (magic {magic!r}, version {version}, "
-                        f"kind {kind})")
-    if header_len < BOOK_HEADER_SIZE or record_size < LEVEL_DTYPE.itemsize:
-        raise WireError(f"book header_len {header_len} or record_size {record_size} too small")
-    book_seq, tick_seq, ts_ns, n_bids, n_asks = _BOOK.unpack_from(body, HEADER_SIZE)
+
+
+def _book_body(body: bytes | memoryview, kind: int, extra: struct.Struct, what: str
+               ) -> tuple[int, tuple[Any, ...], Levels, Levels]:
+    """Check a book-kind body; return (session, its extra header fields, bids, asks).
+
+    The extra header ends with (n_bids, n_asks), which must add up to the header's count.
+    """
+    minimum = HEADER_SIZE + extra.size
+    if len(body) < minimum:
+        raise WireError(f"{what} body is {len(body)} bytes, shorter than its "
+                        f"{minimum}-byte header")
+    magic, version, got_kind, header_len, record_size, count, session, _ = _HEADER.unpack_from(
+        body)
+    if magic != MAGIC or version != VERSION or got_kind != kind:
+        raise WireError(f"not a version-{VERSION} {what} body (magic {magic!r}, version "
+                        f"{version}, kind {got_kind}; expected kind {kind})")
+    if header_len < minimum or record_size < LEVEL_DTYPE.itemsize:
+        raise WireError(f"{what} header_len {header_len} or record_size {record_size} too small")
+    fields = extra.unpack_from(body, HEADER_SIZE)
+    n_bids, n_asks = fields[-2:]
     if n_bids + n_asks != count or len(body) != header_len + count * record_size:
-        raise WireError(f"book body is {len(body)} bytes; its header promises {count} levels "
+        raise WireError(f"{what} body is {len(body)} bytes; its header promises {count} levels "
                         f"({n_bids} bids, {n_asks} asks) of {record_size} bytes")
     wide = np.dtype({"names": ["price", "size"], "formats": ["<f8", "<f8"], "offsets": [0, 8],
                      "itemsize": record_size})
     levels = np.frombuffer(body, dtype=wide, count=count, offset=header_len).astype(LEVEL_DTYPE)
-    return BookSnapshot(symbol, session, book_seq, tick_seq, ts_ns, levels[:n_bids],
-                        levels[n_bids:])
+    return session, fields[:-2], levels[:n_bids], levels[n_bids:]
+
+
+def decode_book(frames: list[bytes] | list[Any]) -> BookSnapshot:
+    """Decode [topic, body] into a BookSnapshot; raise WireError naming what is wrong."""
+    symbol = _symbol_of(frames, BOOK_KIND_SUFFIX, "book")
+    session, (book_seq, tick_seq, ts_ns), bids, asks = _book_body(frames[1], KIND_BOOK, _BOOK,
+                                                                  "book")
+    return BookSnapshot(symbol, session, book_seq, tick_seq, ts_ns, bids, asks)
+
+
+def decode_book_diff(frames: list[bytes] | list[Any]) -> BookDiff:
+    """Decode [topic, body] into a BookDiff; raise WireError naming what is wrong."""
+    symbol = _symbol_of(frames, BOOK_DIFF_KIND_SUFFIX, "book diff")
+    session, fields, bids, asks = _book_body(frames[1], KIND_BOOK_DIFF, _BOOK_DIFF, "book diff")
+    book_seq, prev_book_seq, tick_seq, ts_ns = fields
+    return BookDiff(symbol, session, book_seq, prev_book_seq, tick_seq, ts_ns, bids, asks)
+
+
+Message = TickBatch | BookSnapshot | BookDiff
+
+
+def decode_message(frames: list[bytes] | list[Any]) -> Message:
+    """Decode any feed message by its topic's kind; raise WireError for anything else."""
+    if not frames:
+        raise WireError("expected 2 frames (topic, body), got 0")
+    raw_topic = bytes(frames[0])
+    if raw_topic.endswith(BOOK_DIFF_KIND_SUFFIX):
+        return decode_book_diff(frames)
+    if raw_topic.endswith(BOOK_KIND_SUFFIX):
+        return decode_book(frames)
+    return decode(frames)
 
 
 def concat(parts: list[Ticks]) -> Ticks:

@@ -1,4 +1,5 @@
-"""Two feedsim processes with the same seed publish the same ticks; another seed does not."""
+"""Two feedsim processes with the same seed publish the same ticks and books; another seed
+does not."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ WINDOW = range(400, 800)  # seqs every run sees, however late the subscriber joi
 
 
 def stream_hash(workdir: Path, redis_url: str, seed: int) -> str:
-    """Run feedsim with `seed`; hash every tick value (not the time) of seqs in WINDOW."""
+    """Run feedsim with `seed`; hash every tick value (not the time) of seqs in WINDOW, and
+    every book diff made at those ticks."""
     system = System.configure(workdir, redis_url, "mds-test:determinism:", FEED_SEED=str(seed),
                               FEED_TICK_RATE="400")
     context = zmq.Context.instance()
@@ -28,12 +30,18 @@ def stream_hash(workdir: Path, redis_url: str, seed: int) -> str:
     sub.connect(system.env["FEED_PUB_ENDPOINT"])
     system.start("feedsim")
     seen: dict[str, dict[int, bytes]] = {}
+    books: dict[str, dict[int, bytes]] = {}
     try:
         while len(seen) < 5 or any(len(v) < len(WINDOW) for v in seen.values()):
-            frames = sub.recv_multipart()
-            if frames[0].endswith(wire.BOOK_KIND_SUFFIX):
-                continue  # books are a function of their tick (tests/test_book.py)
-            batch = wire.decode(frames)
+            batch = wire.decode_message(sub.recv_multipart())
+            if isinstance(batch, wire.BookDiff):
+                if batch.tick_seq in WINDOW:
+                    books.setdefault(batch.symbol, {})[batch.tick_seq] = (
+                        f"{batch.book_seq},{batch.prev_book_seq}".encode()
+                        + batch.bids.tobytes() + batch.asks.tobytes())
+                continue
+            if not isinstance(batch, wire.TickBatch):
+                continue  # full snapshots repeat what the diffs built
             for record in batch.ticks:
                 if int(record["seq"]) in WINDOW:
                     values = record.copy()
@@ -47,6 +55,10 @@ def stream_hash(workdir: Path, redis_url: str, seed: int) -> str:
     for symbol in sorted(seen):
         for seq in WINDOW:
             digest.update(seen[symbol][seq])
+        # At 400 ticks/s the book moves every 40 ticks: 10 updates in the window.
+        assert 10 == len(books[symbol]), sorted(books[symbol])
+        for seq in sorted(books[symbol]):
+            digest.update(books[symbol][seq])
     return digest.hexdigest()
 
 
