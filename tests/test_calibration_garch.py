@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 import tomllib
 from pathlib import Path
 
@@ -97,9 +96,7 @@ def test_conditional_variance_follows_the_recursion_by_hand() -> None:
 ])
 def test_fit_recovers_known_parameters(truth: GarchParams, n: int, seed: int) -> None:
     returns = simulate_garch_t(truth, n, np.random.default_rng(seed))
-    started = time.perf_counter()
     fitted = fit_garch_t(returns, HOUR)
-    elapsed = time.perf_counter() - started
     assert fitted.alpha == pytest.approx(truth.alpha, abs=0.02)
     assert fitted.beta == pytest.approx(truth.beta, abs=0.03)
     assert fitted.nu == pytest.approx(truth.nu, rel=0.25)
@@ -109,7 +106,6 @@ def test_fit_recovers_known_parameters(truth: GarchParams, n: int, seed: int) ->
     # the maximum is at least as likely as the truth, and variance targeting holds exactly
     assert garch_t_nll(fitted, returns) <= garch_t_nll(truth, returns)
     assert fitted.unconditional_variance == pytest.approx(float(np.var(returns)))
-    assert elapsed < 5.0
 
 
 def test_fit_is_deterministic() -> None:
