@@ -17,18 +17,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from api.errors import InvalidParameter
-from marketdata.candles import BY_NAME, Interval
+from marketdata import queries
+from marketdata.candles import Interval
+from marketdata.errors import InvalidParameter
+from marketdata.queries import (
+    DEFAULT_INTERVAL,
+    MAX_NS,
+    CandleQuery,
+    HistoryQuery,
+    check_limit,
+    check_range,
+)
 
-MAX_NS = 2**63 - 1  # ticks carry int64 ns: up to 2262-04-11T23:47:16.854775807Z
 MAX_EPOCH_MS = MAX_NS // 1_000_000
 MAX_TIMESTAMP_TEXT = 64
 HISTORY_PARAMETERS = ("start", "end", "limit")
 CANDLE_PARAMETERS = ("interval", "start", "end", "limit")
-DEFAULT_INTERVAL = "1m"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = "2262-04-11T23:47:16Z"
@@ -36,25 +42,6 @@ _DIGITS = re.compile(r"[0-9]+")
 _CLOCK = re.compile(r"[Tt ](\d{2})(?::?(\d{2})(?::?(\d{2})(?:[.,](\d+))?)?)?")
 # "+01:00" in a query string arrives as " 01:00" when the client did not encode the "+".
 _SPACED_OFFSET = re.compile(r"(.*[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) (\d{2}:?\d{2})")
-
-
-@dataclass(frozen=True)
-class HistoryQuery:
-    """A validated history request: start_ns <= end_ns, 1 <= limit <= the maximum."""
-
-    start_ns: int | None
-    end_ns: int
-    limit: int
-
-
-@dataclass(frozen=True)
-class CandleQuery:
-    """A validated candles request: the interval and a range of open times, as HistoryQuery."""
-
-    interval: Interval
-    start_ns: int | None
-    end_ns: int
-    limit: int
 
 
 def parse_timestamp(name: str, text: str, *, through: bool = False) -> int:
@@ -108,19 +95,20 @@ def _unit_ns(text: str) -> int:
 
 def parse_limit(text: str, maximum: int) -> int:
     """Return the `limit` parameter as an int in 1..maximum; raise InvalidParameter."""
+    return parse_count("limit", text, maximum)
+
+
+def parse_count(name: str, text: str, maximum: int) -> int:
+    """Return a whole-number parameter in 1..maximum; raise InvalidParameter naming it."""
     text = text.strip()
-    if not _DIGITS.fullmatch(text) or len(text) > 12 or not 1 <= int(text) <= maximum:
-        raise InvalidParameter("limit", f"{text[:40]!r} is not an integer from 1 to {maximum}")
-    return int(text)
+    if not _DIGITS.fullmatch(text) or len(text) > 12:
+        raise InvalidParameter(name, f"{text[:40]!r} is not an integer from 1 to {maximum}")
+    return check_limit(int(text), maximum, name)
 
 
 def parse_interval(text: str) -> Interval:
     """Return the `interval` parameter as an Interval; raise InvalidParameter listing them all."""
-    interval = BY_NAME.get(text.strip())
-    if interval is None:
-        raise InvalidParameter("interval", f"{text[:40]!r} is not an interval; accepted: "
-                               f"{', '.join(BY_NAME)}")
-    return interval
+    return queries.interval(text)
 
 
 def history_query(params: Mapping[str, str | Sequence[str]], now_ns: int, default_limit: int,
@@ -157,10 +145,9 @@ def single_values(params: Mapping[str, str | Sequence[str]],
 def _range(values: Mapping[str, str], now_ns: int, default_limit: int,
            max_limit: int) -> tuple[int | None, int, int]:
     """Return (start_ns, end_ns, limit) from validated single values (`end` defaults to now)."""
-    start_ns = parse_timestamp("start", values["start"]) if "start" in values else None
-    end_ns = parse_timestamp("end", values["end"], through=True) if "end" in values else now_ns
-    if start_ns is not None and start_ns > end_ns:
-        reason = "is after end" if "end" in values else "is in the future (end defaults to now)"
-        raise InvalidParameter("start", reason)
+    start_ns, end_ns = check_range(
+        parse_timestamp("start", values["start"]) if "start" in values else None,
+        parse_timestamp("end", values["end"], through=True) if "end" in values else None,
+        now_ns)
     limit = parse_limit(values["limit"], max_limit) if "limit" in values else default_limit
     return start_ns, end_ns, limit
