@@ -32,6 +32,7 @@ from bridge.config import BridgeConfig
 from bridge.fanout import Hub
 from bridge.feed import ControlClient, FeedState, TickSubscription
 from bridge.history import HistoryMetrics, HistoryWriter, Keys, StreamRows
+from bridge.recent import BookWriter, TradeWriter
 from bridge.service import MarketDataService, StreamMetrics
 from marketdata import logs, wire
 from marketdata import marketdata_pb2 as pb
@@ -89,6 +90,8 @@ class Bridge:
             flush_interval_s=config.history_flush_interval_s,
             max_pending_ticks=config.history_max_pending_ticks,
             candles=self.candles,
+            trades=TradeWriter(self.keys),
+            books=BookWriter(self.keys),
         )
         self.control = ControlClient(self.context, config.feed_control_endpoint)
         self.subscription = TickSubscription(self.context, config.feed_pub_endpoint,
@@ -215,6 +218,7 @@ class Bridge:
 
     def _on_book(self, book: wire.BookSnapshot) -> None:
         self.state.books[book.symbol] = book
+        self.history.add_book(book)
         self.feed_metrics.books.labels(book.symbol).inc()
 
     def _on_bad_message(self, error: WireError) -> None:
