@@ -10,21 +10,26 @@ that millisecond, ``end=2026-11-25T08:44:39Z`` every tick of that second. So a t
 ``timestamp_ms`` or ``timestamp`` used as ``end`` includes that tick.
 
 Candles take the same ``start``, ``end`` and ``limit``, applied to the candles' open times, and
-an ``interval`` (``1m`` when not given).
+an ``interval`` (``1m`` when not given). The order book takes a ``depth``, trades a ``limit``,
+correlations ``symbols`` (comma-separated), ``interval`` and ``window``; the checks themselves
+are ``marketdata.queries``, shared with gRPC.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from marketdata import queries
+from marketdata import correlations, queries
 from marketdata.candles import Interval
 from marketdata.errors import InvalidParameter
 from marketdata.queries import (
     DEFAULT_INTERVAL,
+    DEFAULT_TRADES_LIMIT,
     MAX_NS,
+    MAX_TRADES_LIMIT,
     CandleQuery,
     HistoryQuery,
     check_limit,
@@ -35,6 +40,10 @@ MAX_EPOCH_MS = MAX_NS // 1_000_000
 MAX_TIMESTAMP_TEXT = 64
 HISTORY_PARAMETERS = ("start", "end", "limit")
 CANDLE_PARAMETERS = ("interval", "start", "end", "limit")
+ORDERBOOK_PARAMETERS = ("depth",)
+TRADES_PARAMETERS = ("limit",)
+CORRELATION_PARAMETERS = ("symbols", "interval", "window")
+MAX_SYMBOLS_TEXT = 4096
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = "2262-04-11T23:47:16Z"
@@ -42,6 +51,15 @@ _DIGITS = re.compile(r"[0-9]+")
 _CLOCK = re.compile(r"[Tt ](\d{2})(?::?(\d{2})(?::?(\d{2})(?:[.,](\d+))?)?)?")
 # "+01:00" in a query string arrives as " 01:00" when the client did not encode the "+".
 _SPACED_OFFSET = re.compile(r"(.*[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) (\d{2}:?\d{2})")
+
+
+@dataclass(frozen=True)
+class CorrelationQuery:
+    """A validated correlations request; `symbols` as written (None: all), not yet resolved."""
+
+    symbols: tuple[str, ...] | None
+    interval: Interval
+    window: int
 
 
 def parse_timestamp(name: str, text: str, *, through: bool = False) -> int:
@@ -151,3 +169,52 @@ def _range(values: Mapping[str, str], now_ns: int, default_limit: int,
         now_ns)
     limit = parse_limit(values["limit"], max_limit) if "limit" in values else default_limit
     return start_ns, end_ns, limit
+
+
+def parse_whole(name: str, text: str) -> int:
+    """Return a parameter written as a whole number; raise InvalidParameter naming it."""
+    text = text.strip()
+    if not _DIGITS.fullmatch(text) or len(text) > 12:
+        raise InvalidParameter(name, f"{text[:40]!r} is not a whole number")
+    return int(text)
+
+
+def depth_query(params: Mapping[str, str | Sequence[str]]) -> int | None:
+    """Return the order book `depth` asked for (None: the default), not yet checked against
+    the levels held."""
+    values = single_values(params, ORDERBOOK_PARAMETERS)
+    return parse_whole("depth", values["depth"]) if "depth" in values else None
+
+
+def trades_query(params: Mapping[str, str | Sequence[str]]) -> int:
+    """Return the `limit` of a trades request: 1 to MAX_TRADES_LIMIT, DEFAULT_TRADES_LIMIT."""
+    values = single_values(params, TRADES_PARAMETERS)
+    if "limit" not in values:
+        return DEFAULT_TRADES_LIMIT
+    return parse_count("limit", values["limit"], MAX_TRADES_LIMIT)
+
+
+def correlation_query(params: Mapping[str, str | Sequence[str]]) -> CorrelationQuery:
+    """Validate a correlations request: symbols listed once each, at least two; an interval;
+    a window of MIN_RETURNS to MAX_WINDOW returns."""
+    values = single_values(params, CORRELATION_PARAMETERS)
+    symbols = None
+    if "symbols" in values:
+        text = values["symbols"]
+        if len(text) > MAX_SYMBOLS_TEXT:
+            raise InvalidParameter("symbols", f"is longer than {MAX_SYMBOLS_TEXT} characters")
+        symbols = tuple(part.strip() for part in text.split(","))
+        if any(not part for part in symbols):
+            raise InvalidParameter("symbols", f"{text[:80]!r} has an empty name; give "
+                                   "comma-separated symbols such as BTC-USD,ETH-USD")
+        if len(symbols) < 2:
+            raise InvalidParameter("symbols", "give at least two symbols to correlate "
+                                   "(or leave it out for all)")
+    interval = parse_interval(values.get("interval", DEFAULT_INTERVAL))
+    window = correlations.DEFAULT_WINDOW
+    if "window" in values:
+        window = parse_whole("window", values["window"])
+        if not correlations.MIN_RETURNS <= window <= correlations.MAX_WINDOW:
+            raise InvalidParameter("window", f"{window} is not an integer from "
+                                   f"{correlations.MIN_RETURNS} to {correlations.MAX_WINDOW}")
+    return CorrelationQuery(symbols, interval, window)
