@@ -33,7 +33,6 @@ from marketdata.queries import (
     CandleQuery,
     HistoryQuery,
     check_limit,
-    check_range,
 )
 
 MAX_EPOCH_MS = MAX_NS // 1_000_000
@@ -163,12 +162,12 @@ def single_values(params: Mapping[str, str | Sequence[str]],
 def _range(values: Mapping[str, str], now_ns: int, default_limit: int,
            max_limit: int) -> tuple[int | None, int, int]:
     """Return (start_ns, end_ns, limit) from validated single values (`end` defaults to now)."""
-    start_ns, end_ns = check_range(
+    query = queries.history_range(
         parse_timestamp("start", values["start"]) if "start" in values else None,
         parse_timestamp("end", values["end"], through=True) if "end" in values else None,
-        now_ns)
-    limit = parse_limit(values["limit"], max_limit) if "limit" in values else default_limit
-    return start_ns, end_ns, limit
+        parse_count("limit", values["limit"], max_limit) if "limit" in values else None,
+        now_ns, default_limit=default_limit, max_limit=max_limit)
+    return query.start_ns, query.end_ns, query.limit
 
 
 def parse_whole(name: str, text: str) -> int:

@@ -73,6 +73,19 @@ def check_range(start_ns: int | None, end_ns: int | None, now_ns: int, *,
     return start_ns, end
 
 
+def history_range(start_ns: int | None, end_ns: int | None, limit: int | None, now_ns: int, *,
+                  default_limit: int = DEFAULT_HISTORY_LIMIT,
+                  max_limit: int = MAX_HISTORY_LIMIT,
+                  names: tuple[str, str] = ("start", "end")) -> HistoryQuery:
+    """Check a whole range request (times, order, limit; None: the default) at `now_ns`."""
+    for name, ns in zip(names, (start_ns, end_ns), strict=True):
+        if ns is not None:
+            check_time(name, ns)
+    start, end = check_range(start_ns, end_ns, now_ns, names=names)
+    return HistoryQuery(start, end, default_limit if limit is None
+                        else check_limit(limit, max_limit))
+
+
 def interval(name: str, parameter: str = "interval") -> Interval:
     """Return the candle interval called `name`; raise InvalidParameter listing them all."""
     found = BY_NAME.get(name.strip())
