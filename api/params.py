@@ -27,7 +27,6 @@ from marketdata.candles import Interval
 from marketdata.errors import InvalidParameter
 from marketdata.queries import (
     DEFAULT_INTERVAL,
-    DEFAULT_TRADES_LIMIT,
     MAX_NS,
     MAX_TRADES_LIMIT,
     CandleQuery,
@@ -188,9 +187,8 @@ def depth_query(params: Mapping[str, str | Sequence[str]]) -> int | None:
 def trades_query(params: Mapping[str, str | Sequence[str]]) -> int:
     """Return the `limit` of a trades request: 1 to MAX_TRADES_LIMIT, DEFAULT_TRADES_LIMIT."""
     values = single_values(params, TRADES_PARAMETERS)
-    if "limit" not in values:
-        return DEFAULT_TRADES_LIMIT
-    return parse_count("limit", values["limit"], MAX_TRADES_LIMIT)
+    return queries.trades_limit(parse_count("limit", values["limit"], MAX_TRADES_LIMIT)
+                                if "limit" in values else None)
 
 
 def correlation_query(params: Mapping[str, str | Sequence[str]]) -> CorrelationQuery:

@@ -34,7 +34,7 @@ from api.params import (
 from api.store import Store, StoreError, StoreUnavailable
 from marketdata import candles, correlations
 from marketdata.errors import InvalidParameter
-from marketdata.queries import DEFAULT_DEPTH, check_depth
+from marketdata.queries import book_depth
 from marketdata.symbols import Instrument, Instruments
 
 log = logging.getLogger(__name__)
@@ -274,8 +274,7 @@ class OrderBook:
         book = self.ctx.store.book(instrument.symbol)
         if book is None:
             raise Unavailable(f"no order book of {instrument.symbol} yet")
-        held = max(len(book.bids), len(book.asks))
-        depth = check_depth(depth, held) if depth is not None else min(DEFAULT_DEPTH, held)
+        depth = book_depth(depth, max(len(book.bids), len(book.asks)))
         resp.media = views.book_object(book, instrument, depth, self.ctx.clock())
 
 

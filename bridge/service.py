@@ -111,9 +111,8 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
         book = self.state.books.get(symbol)
         if book is None:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, f"no order book of {symbol} yet")
-        held = max(len(book.bids), len(book.asks))
-        depth = (await _checked(context, lambda: queries.check_depth(request.depth, held))
-                 if request.depth else min(queries.DEFAULT_DEPTH, held))
+        depth = await _checked(context, lambda: queries.book_depth(
+            request.depth or None, max(len(book.bids), len(book.asks))))
         return pb.OrderBook(symbol=symbol, session=book.session, book_seq=book.book_seq,
                             tick_seq=book.tick_seq, ts_ns=book.ts_ns,
                             bids=_levels(book.bids[:depth]), asks=_levels(book.asks[:depth]))
@@ -122,9 +121,7 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
                         context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetTradesResponse:
         _start_call(context)
         symbol = (await self._resolve(context, [request.symbol]))[0]
-        limit = (await _checked(context, lambda: queries.check_limit(
-            request.limit, queries.MAX_TRADES_LIMIT)) if request.limit
-            else queries.DEFAULT_TRADES_LIMIT)
+        limit = await _checked(context, lambda: queries.trades_limit(request.limit or None))
         found = await self._read(context, self.store.trades, symbol, limit)
         return pb.GetTradesResponse(symbol=symbol, trades=_trades(found))
 

@@ -95,9 +95,18 @@ def interval(name: str, parameter: str = "interval") -> Interval:
     return found
 
 
-def check_depth(depth: int, held: int, name: str = "depth") -> int:
-    """Return `depth` when it is 1..held, the levels a side the book holds; raise otherwise."""
+def book_depth(depth: int | None, held: int, name: str = "depth") -> int:
+    """Return the levels a side to answer: `depth` when it is 1..held (the levels the book holds
+    per side), DEFAULT_DEPTH (or all held, if fewer) when None; raise InvalidParameter."""
+    if depth is None:
+        return min(DEFAULT_DEPTH, held)
     if not 1 <= depth <= max(held, 1):
         raise InvalidParameter(name, f"{depth} is not an integer from 1 to {max(held, 1)}, "
                                "the levels held per side")
     return depth
+
+
+def trades_limit(limit: int | None) -> int:
+    """Return how many recent trades to answer: 1 to MAX_TRADES_LIMIT, DEFAULT_TRADES_LIMIT
+    when None; raise InvalidParameter."""
+    return DEFAULT_TRADES_LIMIT if limit is None else check_limit(limit, MAX_TRADES_LIMIT)
