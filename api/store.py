@@ -145,7 +145,7 @@ class MemoryStore:
             self._sessions[batch.symbol] = batch.session
             found = mdtrades.from_ticks(batch.ticks, batch.session)
             kept = self._trades.get(batch.symbol, mdtrades.empty())
-            self._trades[batch.symbol] = np.concatenate([kept, found])[-MAX_TRADES_LIMIT:]
+            self._trades[batch.symbol] = mdtrades.concat([kept, found])[-MAX_TRADES_LIMIT:]
             for candle in self._aggregator.add(batch):
                 self._candles.setdefault((candle.symbol, candle.interval.name),
                                          {})[candle.open_ns] = candle

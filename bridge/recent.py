@@ -119,34 +119,45 @@ class BookWriter:
 
 
 class TradeWriter:
-    """Extracts the trades of fresh ticks and pushes them onto each symbol's capped list."""
+    """Extracts the trades of fresh ticks and pushes them onto each symbol's capped list.
+
+    ``add`` only keeps the batch: trades are extracted once per symbol per flush, from all its
+    batches joined, which costs far less than once per batch at high tick rates. While Redis is
+    unreachable a symbol's batches are folded into its newest `kept` trades every COMPACT_TICKS
+    ticks, so memory stays bounded.
+    """
+
+    COMPACT_TICKS = 100_000
 
     def __init__(self, keys: Keys, kept: int = MAX_TRADES_LIMIT) -> None:
         self.keys = keys
         self.kept = kept
-        self._pending: dict[str, mdtrades.Trades] = {}
+        self._batches: dict[str, list[wire.TickBatch]] = {}
+        self._ticks: dict[str, int] = {}
+        self._trades: dict[str, mdtrades.Trades] = {}
+        """symbol -> trades already extracted (after a compaction or a requeue), oldest first."""
         self._heads: dict[str, tuple[int, int] | None] = {}
         """symbol -> (session, seq) of the newest trade in its list, once known."""
 
-    @property
-    def pending(self) -> int:
-        """Trades waiting to be written."""
-        return sum(len(t) for t in self._pending.values())
-
     def add(self, batch: wire.TickBatch) -> None:
-        """Queue the trades of `batch` (only the newest `kept` of a symbol ever wait)."""
-        found = mdtrades.from_ticks(batch.ticks, batch.session)
-        if len(found):
-            self._queue(batch.symbol, found, at_end=True)
+        """Queue the ticks of `batch` for the next flush (never blocks)."""
+        if not len(batch):
+            return
+        self._batches.setdefault(batch.symbol, []).append(batch)
+        self._ticks[batch.symbol] = self._ticks.get(batch.symbol, 0) + len(batch)
+        if self._ticks[batch.symbol] >= self.COMPACT_TICKS:
+            self._compact(batch.symbol)
 
     def due_in(self) -> float | None:
-        """Return 0.0 while trades wait (written with every flush), else None."""
-        return 0.0 if self._pending else None
+        """Return 0.0 while ticks or trades wait (written with every flush), else None."""
+        return 0.0 if self._batches or self._trades else None
 
     def take(self, *, force: bool = True) -> TakenTrades:
-        """Remove and return the pending trades of every symbol."""
-        taken = list(self._pending.items())
-        self._pending.clear()
+        """Remove and return the pending trades of every symbol that has any."""
+        for symbol in list(self._batches):
+            self._compact(symbol)
+        taken = [(symbol, found) for symbol, found in self._trades.items() if len(found)]
+        self._trades.clear()
         return taken
 
     async def prepare(self, client: aioredis.Redis, taken: TakenTrades) -> TakenTrades:
@@ -177,7 +188,10 @@ class TradeWriter:
     def requeue(self, taken: TakenTrades) -> None:
         """Put back trades not written, before any that arrived since."""
         for symbol, found in taken:
-            self._queue(symbol, found, at_end=False)
+            self._compact(symbol)
+            waiting = self._trades.get(symbol)
+            joined = found if waiting is None else mdtrades.concat([found, waiting])
+            self._trades[symbol] = joined[-self.kept:]
 
     def written(self, taken: TakenTrades) -> None:
         """Remember the newest trade now at the head of each list."""
@@ -188,12 +202,19 @@ class TradeWriter:
         """After a failed write, re-read the lists' heads before writing again."""
         self._heads.clear()
 
-    def _queue(self, symbol: str, found: mdtrades.Trades, *, at_end: bool) -> None:
-        waiting = self._pending.get(symbol)
-        if waiting is not None:
-            parts = [waiting, found] if at_end else [found, waiting]
-            found = np.concatenate(parts)
-        self._pending[symbol] = found[-self.kept:]
+    def _compact(self, symbol: str) -> None:
+        """Extract the trades of `symbol`'s queued batches, keeping the newest `kept`."""
+        batches = self._batches.pop(symbol, [])
+        self._ticks.pop(symbol, None)
+        parts = [self._trades[symbol]] if symbol in self._trades else []
+        start = 0
+        for end in range(1, len(batches) + 1):  # one extraction per run of one session
+            if end == len(batches) or batches[end].session != batches[start].session:
+                ticks = wire.concat([b.ticks for b in batches[start:end]])
+                parts.append(mdtrades.from_ticks(ticks, batches[start].session))
+                start = end
+        if parts:
+            self._trades[symbol] = mdtrades.concat(parts)[-self.kept:]
 
 
 def _head(member: bytes | None) -> tuple[int, int] | None:

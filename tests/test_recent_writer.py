@@ -149,6 +149,28 @@ def test_trades_and_books_wait_while_redis_is_unreachable(
     assert_books_equal(book("A", 2), unpack_book("A", stored))
 
 
+def test_a_long_outage_keeps_only_the_newest_trades_in_memory(
+        redis_url: str, redis_prefix: str, redis_client: redis.Redis) -> None:
+    async def scenario() -> None:
+        w = writer("redis://127.0.0.1:1/0", redis_prefix, kept=20)
+        assert w.trades is not None
+        w.trades.COMPACT_TICKS = 30
+        for first in range(1, 1000, 10):
+            w.add(batch("A", first, 10))
+            with contextlib.suppress(redis.RedisError, OSError):
+                await w.flush()
+            assert len(w.trades._trades.get("A", ())) <= 20
+            assert w.trades._ticks.get("A", 0) < 30
+        await w.client.aclose()
+        w.client = aioredis.Redis.from_url(redis_url)
+        await w.flush()
+        await w.client.aclose()
+
+    asyncio.run(scenario())
+    assert list(range(1000, 980, -1)) == stored_trades(redis_client, redis_prefix,
+                                                      "A")["seq"].tolist()
+
+
 def test_books_are_written_alone_and_replaced_whole(redis_url: str, redis_prefix: str,
                                                     redis_client: redis.Redis) -> None:
     async def scenario() -> None:
