@@ -6,7 +6,8 @@ per worker after the fork. Exceptions raised here::
     MarketDataError
      +-- StoreError             reading history failed (answered as 500 internal)
      |    +-- StoreUnavailable  Redis is unreachable or timed out (503 unavailable)
+     +-- InvalidParameter       a query parameter is malformed (400 invalid_parameter;
+     |                          marketdata.errors, shared with gRPC)
      +-- ApiError
-          +-- InvalidParameter  a query parameter is malformed (400 invalid_parameter)
           +-- Unavailable       the data is not there yet (503 unavailable)
 """

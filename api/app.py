@@ -34,6 +34,8 @@ SYMBOL_ROUTES = ("current", "history")
 """Routes under /prices/{symbol}/, also mounted as /prices/{symbol}/{quote}/ for BTC/USD."""
 CANDLES_ROUTE = f"{PREFIX}/candles/{{symbol}}"
 STATS_ROUTE = f"{PREFIX}/stats/{{symbol}}/24h"
+ORDERBOOK_ROUTE = f"{PREFIX}/orderbook/{{symbol}}"
+TRADES_ROUTE = f"{PREFIX}/trades/{{symbol}}"
 
 
 def create_app(store: Store, config: ApiConfig, registry: CollectorRegistry | None = None,
@@ -44,6 +46,8 @@ def create_app(store: Store, config: ApiConfig, registry: CollectorRegistry | No
                     f"{PREFIX}/prices/{{symbol}}/{name}" for name in SYMBOL_ROUTES}
     route_labels[f"{CANDLES_ROUTE}/{{quote}}"] = CANDLES_ROUTE
     route_labels[f"{PREFIX}/stats/{{symbol}}/{{quote}}/24h"] = STATS_ROUTE
+    route_labels[f"{ORDERBOOK_ROUTE}/{{quote}}"] = ORDERBOOK_ROUTE
+    route_labels[f"{TRADES_ROUTE}/{{quote}}"] = TRADES_ROUTE
     app = falcon.App(middleware=[RequestMiddleware(RequestMetrics(registry), route_labels)])
     json_handler = falcon.media.JSONHandler(dumps=orjson.dumps, loads=orjson.loads)
     app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
@@ -60,12 +64,15 @@ def create_app(store: Store, config: ApiConfig, registry: CollectorRegistry | No
     for template_base in (f"{PREFIX}/prices/{{symbol}}", f"{PREFIX}/prices/{{symbol}}/{{quote}}"):
         app.add_route(f"{template_base}/current", current)
         app.add_route(f"{template_base}/history", history)
-    candles = resources.Candles(ctx)
-    app.add_route(CANDLES_ROUTE, candles)
-    app.add_route(f"{CANDLES_ROUTE}/{{quote}}", candles)
     stats = resources.Stats24h(ctx)
     app.add_route(STATS_ROUTE, stats)
     app.add_route(f"{PREFIX}/stats/{{symbol}}/{{quote}}/24h", stats)
+    for route, resource in ((ORDERBOOK_ROUTE, resources.OrderBook(ctx)),
+                            (TRADES_ROUTE, resources.Trades(ctx)),
+                            (CANDLES_ROUTE, resources.Candles(ctx))):
+        app.add_route(route, resource)
+        app.add_route(f"{route}/{{quote}}", resource)
+    app.add_route(f"{PREFIX}/correlations", resources.Correlations(ctx))
     app.add_route("/metrics", resources.Metrics(registry, config.prometheus_multiproc_dir))
     return app
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from marketdata.queries import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT
 from marketdata.settings import env_float, env_int, env_log_level, env_redis_url, env_str
-
-DEFAULT_HISTORY_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -18,7 +17,7 @@ class ApiConfig:
     redis_prefix: str = "mds:"
     redis_socket_timeout_s: float = 2.0
     ready_max_tick_age_s: float = 5.0
-    history_max_limit: int = 10_000
+    history_max_limit: int = MAX_HISTORY_LIMIT
     log_level: str = "INFO"
     service_name: str = "api"
     instance_name: str = "api-1"

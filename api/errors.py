@@ -17,21 +17,13 @@ from typing import Any
 import falcon
 
 from api.store import StoreError, StoreUnavailable
-from marketdata.errors import InvalidSymbol, MarketDataError, UnknownSymbol
+from marketdata.errors import InvalidParameter, InvalidSymbol, MarketDataError, UnknownSymbol
 
 log = logging.getLogger(__name__)
 
 
 class ApiError(MarketDataError):
     """Base of the errors the API raises itself."""
-
-
-class InvalidParameter(ApiError):
-    """A query parameter is malformed; the message names it and says why."""
-
-    def __init__(self, parameter: str, reason: str) -> None:
-        self.parameter = parameter
-        super().__init__(f"{parameter}: {reason}")
 
 
 class Unavailable(ApiError):

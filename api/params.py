@@ -10,7 +10,9 @@ that millisecond, ``end=2026-11-25T08:44:39Z`` every tick of that second. So a t
 ``timestamp_ms`` or ``timestamp`` used as ``end`` includes that tick.
 
 Candles take the same ``start``, ``end`` and ``limit``, applied to the candles' open times, and
-an ``interval`` (``1m`` when not given).
+an ``interval`` (``1m`` when not given). The order book takes a ``depth``, trades a ``limit``,
+correlations ``symbols`` (comma-separated), ``interval`` and ``window``; the checks themselves
+are ``marketdata.queries``, shared with gRPC.
 """
 
 from __future__ import annotations
@@ -20,15 +22,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from api.errors import InvalidParameter
-from marketdata.candles import BY_NAME, Interval
+from marketdata import correlations, queries
+from marketdata.candles import Interval
+from marketdata.errors import InvalidParameter
+from marketdata.queries import (
+    DEFAULT_INTERVAL,
+    MAX_NS,
+    MAX_TRADES_LIMIT,
+    CandleQuery,
+    HistoryQuery,
+    check_limit,
+)
 
-MAX_NS = 2**63 - 1  # ticks carry int64 ns: up to 2262-04-11T23:47:16.854775807Z
 MAX_EPOCH_MS = MAX_NS // 1_000_000
 MAX_TIMESTAMP_TEXT = 64
 HISTORY_PARAMETERS = ("start", "end", "limit")
 CANDLE_PARAMETERS = ("interval", "start", "end", "limit")
-DEFAULT_INTERVAL = "1m"
+ORDERBOOK_PARAMETERS = ("depth",)
+TRADES_PARAMETERS = ("limit",)
+CORRELATION_PARAMETERS = ("symbols", "interval", "window")
+MAX_SYMBOLS_TEXT = 4096
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = "2262-04-11T23:47:16Z"
@@ -39,22 +52,12 @@ _SPACED_OFFSET = re.compile(r"(.*[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) (\d{2}:
 
 
 @dataclass(frozen=True)
-class HistoryQuery:
-    """A validated history request: start_ns <= end_ns, 1 <= limit <= the maximum."""
+class CorrelationQuery:
+    """A validated correlations request; `symbols` as written (None: all), not yet resolved."""
 
-    start_ns: int | None
-    end_ns: int
-    limit: int
-
-
-@dataclass(frozen=True)
-class CandleQuery:
-    """A validated candles request: the interval and a range of open times, as HistoryQuery."""
-
+    symbols: tuple[str, ...] | None
     interval: Interval
-    start_ns: int | None
-    end_ns: int
-    limit: int
+    window: int
 
 
 def parse_timestamp(name: str, text: str, *, through: bool = False) -> int:
@@ -108,19 +111,20 @@ def _unit_ns(text: str) -> int:
 
 def parse_limit(text: str, maximum: int) -> int:
     """Return the `limit` parameter as an int in 1..maximum; raise InvalidParameter."""
+    return parse_count("limit", text, maximum)
+
+
+def parse_count(name: str, text: str, maximum: int) -> int:
+    """Return a whole-number parameter in 1..maximum; raise InvalidParameter naming it."""
     text = text.strip()
-    if not _DIGITS.fullmatch(text) or len(text) > 12 or not 1 <= int(text) <= maximum:
-        raise InvalidParameter("limit", f"{text[:40]!r} is not an integer from 1 to {maximum}")
-    return int(text)
+    if not _DIGITS.fullmatch(text) or len(text) > 12:
+        raise InvalidParameter(name, f"{text[:40]!r} is not an integer from 1 to {maximum}")
+    return check_limit(int(text), maximum, name)
 
 
 def parse_interval(text: str) -> Interval:
     """Return the `interval` parameter as an Interval; raise InvalidParameter listing them all."""
-    interval = BY_NAME.get(text.strip())
-    if interval is None:
-        raise InvalidParameter("interval", f"{text[:40]!r} is not an interval; accepted: "
-                               f"{', '.join(BY_NAME)}")
-    return interval
+    return queries.interval(text)
 
 
 def history_query(params: Mapping[str, str | Sequence[str]], now_ns: int, default_limit: int,
@@ -157,10 +161,57 @@ def single_values(params: Mapping[str, str | Sequence[str]],
 def _range(values: Mapping[str, str], now_ns: int, default_limit: int,
            max_limit: int) -> tuple[int | None, int, int]:
     """Return (start_ns, end_ns, limit) from validated single values (`end` defaults to now)."""
-    start_ns = parse_timestamp("start", values["start"]) if "start" in values else None
-    end_ns = parse_timestamp("end", values["end"], through=True) if "end" in values else now_ns
-    if start_ns is not None and start_ns > end_ns:
-        reason = "is after end" if "end" in values else "is in the future (end defaults to now)"
-        raise InvalidParameter("start", reason)
-    limit = parse_limit(values["limit"], max_limit) if "limit" in values else default_limit
-    return start_ns, end_ns, limit
+    query = queries.history_range(
+        parse_timestamp("start", values["start"]) if "start" in values else None,
+        parse_timestamp("end", values["end"], through=True) if "end" in values else None,
+        parse_count("limit", values["limit"], max_limit) if "limit" in values else None,
+        now_ns, default_limit=default_limit, max_limit=max_limit)
+    return query.start_ns, query.end_ns, query.limit
+
+
+def parse_whole(name: str, text: str) -> int:
+    """Return a parameter written as a whole number; raise InvalidParameter naming it."""
+    text = text.strip()
+    if not _DIGITS.fullmatch(text) or len(text) > 12:
+        raise InvalidParameter(name, f"{text[:40]!r} is not a whole number")
+    return int(text)
+
+
+def depth_query(params: Mapping[str, str | Sequence[str]]) -> int | None:
+    """Return the order book `depth` asked for (None: the default), not yet checked against
+    the levels held."""
+    values = single_values(params, ORDERBOOK_PARAMETERS)
+    return parse_whole("depth", values["depth"]) if "depth" in values else None
+
+
+def trades_query(params: Mapping[str, str | Sequence[str]]) -> int:
+    """Return the `limit` of a trades request: 1 to MAX_TRADES_LIMIT, DEFAULT_TRADES_LIMIT."""
+    values = single_values(params, TRADES_PARAMETERS)
+    return queries.trades_limit(parse_count("limit", values["limit"], MAX_TRADES_LIMIT)
+                                if "limit" in values else None)
+
+
+def correlation_query(params: Mapping[str, str | Sequence[str]]) -> CorrelationQuery:
+    """Validate a correlations request: symbols listed once each, at least two; an interval;
+    a window of MIN_RETURNS to MAX_WINDOW returns."""
+    values = single_values(params, CORRELATION_PARAMETERS)
+    symbols = None
+    if "symbols" in values:
+        text = values["symbols"]
+        if len(text) > MAX_SYMBOLS_TEXT:
+            raise InvalidParameter("symbols", f"is longer than {MAX_SYMBOLS_TEXT} characters")
+        symbols = tuple(part.strip() for part in text.split(","))
+        if any(not part for part in symbols):
+            raise InvalidParameter("symbols", f"{text[:80]!r} has an empty name; give "
+                                   "comma-separated symbols such as BTC-USD,ETH-USD")
+        if len(symbols) < 2:
+            raise InvalidParameter("symbols", "give at least two symbols to correlate "
+                                   "(or leave it out for all)")
+    interval = parse_interval(values.get("interval", DEFAULT_INTERVAL))
+    window = correlations.DEFAULT_WINDOW
+    if "window" in values:
+        window = parse_whole("window", values["window"])
+        if not correlations.MIN_RETURNS <= window <= correlations.MAX_WINDOW:
+            raise InvalidParameter("window", f"{window} is not an integer from "
+                                   f"{correlations.MIN_RETURNS} to {correlations.MAX_WINDOW}")
+    return CorrelationQuery(symbols, interval, window)

@@ -1,4 +1,5 @@
-"""The REST resources: health, readiness, symbols, prices, history, candles, statistics, metrics.
+"""The REST resources: health, readiness, symbols, prices, history, candles, statistics, order
+books, trades, correlations, metrics.
 
 Symbol path segments accept every spelling ``marketdata.symbols`` does (``BTC-USD``, ``btc-usd``,
 ``BTCUSD``, ``BTC_USD``, ``BTC/USD``); answers use the canonical ``BTC-USD``. A slash, even
@@ -15,15 +16,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import falcon
+import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from api import views
 from api.config import ApiConfig
 from api.errors import Unavailable
-from api.params import candle_query, history_query, single_values
+from api.params import (
+    candle_query,
+    correlation_query,
+    depth_query,
+    history_query,
+    single_values,
+    trades_query,
+)
 from api.store import Store, StoreError, StoreUnavailable
-from marketdata import candles
+from marketdata import candles, correlations
+from marketdata.errors import InvalidParameter
+from marketdata.queries import book_depth
 from marketdata.symbols import Instrument, Instruments
 
 log = logging.getLogger(__name__)
@@ -247,6 +258,71 @@ class Stats24h:
         if summary is None:
             raise Unavailable(f"no trades of {instrument.symbol} in the last 24 hours")
         resp.media = views.stats_object(summary, instrument, start_ns, now_ns)
+
+
+class OrderBook:
+    """One symbol's latest L2 order book."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, symbol: str,
+               quote: str | None = None) -> None:
+        """Answer the top `depth` levels a side (default 20); 503 before the first book."""
+        instrument = self.ctx.instrument(symbol, quote)
+        depth = depth_query(req.params)
+        book = self.ctx.store.book(instrument.symbol)
+        if book is None:
+            raise Unavailable(f"no order book of {instrument.symbol} yet")
+        depth = book_depth(depth, max(len(book.bids), len(book.asks)))
+        resp.media = views.book_object(book, instrument, depth, self.ctx.clock())
+
+
+class Trades:
+    """One symbol's most recent trades, newest first."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, symbol: str,
+               quote: str | None = None) -> None:
+        """Answer up to `limit` trades (default 100, at most 1,000); none yet is an empty list."""
+        instrument = self.ctx.instrument(symbol, quote)
+        limit = trades_query(req.params)
+        found = self.ctx.store.trades(instrument.symbol, limit)
+        resp.media = {"symbol": instrument.symbol, "count": len(found),
+                      "trades": views.trade_objects(found, instrument)}
+
+
+class Correlations:
+    """Pairwise correlation of symbols' log returns, from aligned closed candles."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Answer the matrix over the last `window` closed intervals (marketdata.correlations)."""
+        query = correlation_query(req.params)
+        instruments = self.ctx.instruments()
+        if query.symbols is None:
+            symbols = list(instruments.symbols)
+            if len(symbols) < 2:
+                raise Unavailable("fewer than two symbols are published")
+        else:
+            symbols = []
+            for text in query.symbols:
+                symbol = instruments.resolve(text).symbol
+                if symbol in symbols:
+                    raise InvalidParameter("symbols", f"{text!r} is {symbol} again; list each "
+                                           "symbol once")
+                symbols.append(symbol)
+        grid = correlations.Grid.ending_before(query.interval, self.ctx.clock(), query.window)
+        closes = np.array([
+            grid.closes(self.ctx.store.candles(symbol, query.interval, grid.first_open_ns,
+                                               grid.last_open_ns, query.window + 1))
+            for symbol in symbols
+        ])
+        resp.media = views.correlation_object(correlations.correlate(symbols, closes), grid)
 
 
 class Metrics:

@@ -9,6 +9,9 @@ possibly the one entry before it. Every range is cut precisely by ``ts_ns`` afte
 Candles (``bridge.candles``) are sorted sets ``{prefix}candles:{SYMBOL}:{interval}`` scored by
 open time in ms, one packed candle per member; a range of open times is one ZRANGEBYSCORE (or
 ZREVRANGEBYSCORE for the latest ones) with LIMIT.
+
+The latest order book (``{prefix}book:{SYMBOL}``, one GET) and the recent trades
+(``{prefix}trades:{SYMBOL}``, newest first, one LRANGE) are laid out in ``bridge.recent``.
 """
 
 from __future__ import annotations
@@ -25,10 +28,13 @@ import redis
 import redis.exceptions
 
 from bridge.history import Keys, parse_id
+from bridge.recent import unpack_book
 from marketdata import candles as mdcandles
+from marketdata import trades as mdtrades
 from marketdata import wire
 from marketdata.candles import Candle, CandleAggregator, Interval
 from marketdata.errors import MarketDataError, WireError
+from marketdata.queries import MAX_TRADES_LIMIT
 from marketdata.symbols import Instrument, Instruments
 
 MAX_SEQ = 2**64 - 1  # the largest sequence part of a stream id
@@ -91,6 +97,12 @@ class Store(Protocol):
         The same semantics as history, by open time (marketdata.candles.select).
         """
 
+    def book(self, symbol: str) -> wire.BookSnapshot | None:
+        """Return the symbol's latest order book, or None before the first."""
+
+    def trades(self, symbol: str, limit: int) -> mdtrades.Trades:
+        """Return the symbol's most recent trades, newest first, at most `limit`."""
+
 
 def select(ticks: wire.Ticks, start_ns: int | None, end_ns: int | None,
            limit: int) -> wire.Ticks:
@@ -115,6 +127,8 @@ class MemoryStore:
         self._sessions: dict[str, int] = {}
         self._aggregator = CandleAggregator()
         self._candles: dict[tuple[str, str], dict[int, Candle]] = {}
+        self._books: dict[str, wire.BookSnapshot] = {}
+        self._trades: dict[str, mdtrades.Trades] = {}
 
     def set_instruments(self, instruments: Sequence[Instrument]) -> None:
         """Publish `instruments`, in order, as the bridge would."""
@@ -123,11 +137,15 @@ class MemoryStore:
     def add(self, batch: wire.TickBatch) -> None:
         """Append a batch of consecutive ticks, as one history entry, and fold it into candles.
 
-        Candles are built as the bridge builds them (marketdata.candles.CandleAggregator).
+        Candles are built as the bridge builds them (marketdata.candles.CandleAggregator), and
+        the newest MAX_TRADES_LIMIT trades kept as the bridge keeps them.
         """
         if len(batch):
             self._ticks.setdefault(batch.symbol, []).append(np.array(batch.ticks))
             self._sessions[batch.symbol] = batch.session
+            found = mdtrades.from_ticks(batch.ticks, batch.session)
+            kept = self._trades.get(batch.symbol, mdtrades.empty())
+            self._trades[batch.symbol] = mdtrades.concat([kept, found])[-MAX_TRADES_LIMIT:]
             for candle in self._aggregator.add(batch):
                 self._candles.setdefault((candle.symbol, candle.interval.name),
                                          {})[candle.open_ns] = candle
@@ -158,6 +176,20 @@ class MemoryStore:
         """Filter the candles built from everything added (see Store.candles)."""
         stored = self._candles.get((symbol, interval.name), {})
         return mdcandles.select(stored.values(), start_ns, end_ns, limit)
+
+    def add_book(self, book: wire.BookSnapshot) -> None:
+        """Store `book` as its symbol's latest, as the bridge does."""
+        self._books[book.symbol] = book
+
+    def book(self, symbol: str) -> wire.BookSnapshot | None:
+        """Return the last book added for `symbol`."""
+        return self._books.get(symbol)
+
+    def trades(self, symbol: str, limit: int) -> mdtrades.Trades:
+        """Return the newest `limit` trades added, newest first."""
+        kept = self._trades.get(symbol, mdtrades.empty())
+        newest: mdtrades.Trades = kept[::-1][:max(limit, 0)]
+        return newest
 
 
 class RedisStore:
@@ -312,6 +344,35 @@ class RedisStore:
         if start_ns is None:
             out.reverse()
         return out
+
+    def book(self, symbol: str) -> wire.BookSnapshot | None:
+        """Read and unpack the book string (one GET)."""
+        key = self.keys.book(symbol)
+        with _translated():
+            data = self.client.get(key)
+        if data is None:
+            return None
+        try:
+            if not isinstance(data, bytes):
+                raise ValueError(f"unexpected reply {type(data).__name__}")
+            return unpack_book(symbol, data)
+        except ValueError as exc:
+            raise StoreError(f"{key} is not a stored order book: {exc}") from exc
+
+    def trades(self, symbol: str, limit: int) -> mdtrades.Trades:
+        """Read the newest `limit` members of the trade list (one LRANGE), newest first."""
+        if limit <= 0:
+            return mdtrades.empty()
+        key = self.keys.trades(symbol)
+        with _translated():
+            members = self.client.lrange(key, 0, limit - 1)
+        try:
+            records = [m for m in members or [] if isinstance(m, bytes)]
+            if len(records) != len(members or []):
+                raise ValueError("unexpected reply type")
+            return mdtrades.unpack(records)
+        except ValueError as exc:
+            raise StoreError(f"{key} holds a member that is not a trade: {exc}") from exc
 
     def _decode(self, symbol: str, row: Any) -> tuple[int, wire.Ticks]:
         entry_id, fields = row

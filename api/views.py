@@ -5,7 +5,8 @@ ticks), sizes and volume to the lot size's, spread_bps to 3 decimals. Times are 
 ``ts_ns`` (exact), ``timestamp_ms`` and ``timestamp`` (RFC 3339, UTC, microseconds, ``Z``).
 
 Candles and statistics round prices and volume the same way, and quote volume to the price's
-plus the size's decimals (the exact precision of one trade's price * size).
+plus the size's decimals (the exact precision of one trade's price * size). Order book levels and
+trades round prices and sizes the same way; correlations to 6 decimals.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import numpy as np
 import numpy.typing as npt
 
 from api.store import LatestTick
+from marketdata import trades as mdtrades
 from marketdata import wire
 from marketdata.candles import Candle, Summary
+from marketdata.correlations import Correlations, Grid
 from marketdata.symbols import Instrument
 
 TICK_FIELDS = ("seq", "ts_ns", "timestamp", "timestamp_ms", "bid", "ask", "mid", "last",
@@ -146,4 +149,68 @@ def stats_object(summary: Summary, instrument: Instrument, open_ns: int,
         "trades": summary.trades,
         "open_time": rfc3339(open_ns),
         "close_time": rfc3339(close_ns),
+    }
+
+
+BOOK_FIELDS = ("symbol", "session", "book_seq", "tick_seq", "timestamp", "timestamp_ms", "ts_ns",
+               "age_ms", "depth", "bids", "asks")
+"""The keys of an order book object, in order."""
+
+TRADE_FIELDS = ("price", "size", "side", "seq", "session", "timestamp", "timestamp_ms", "ts_ns")
+"""The keys of a trade object, in order."""
+
+
+def _levels(levels: wire.Levels, depth: int, instrument: Instrument) -> list[list[float]]:
+    """Return the first `depth` levels as [price, size] pairs, rounded."""
+    top = levels[:depth]
+    prices = np.round(top["price"], instrument.price_decimals).tolist()
+    sizes = np.round(top["size"], instrument.size_decimals).tolist()
+    return [[p, q] for p, q in zip(prices, sizes, strict=True)]
+
+
+def book_object(book: wire.BookSnapshot, instrument: Instrument, depth: int,
+                now_ns: int) -> dict[str, Any]:
+    """Return the order book object (keys BOOK_FIELDS): up to `depth` levels a side, best first."""
+    return {
+        "symbol": instrument.symbol,
+        "session": book.session,
+        "book_seq": book.book_seq,
+        "tick_seq": book.tick_seq,
+        "timestamp": rfc3339(book.ts_ns),
+        "timestamp_ms": book.ts_ns // 1_000_000,
+        "ts_ns": book.ts_ns,
+        "age_ms": round((now_ns - book.ts_ns) / 1e6, 3),
+        "depth": depth,
+        "bids": _levels(book.bids, depth, instrument),
+        "asks": _levels(book.asks, depth, instrument),
+    }
+
+
+def trade_objects(trades: mdtrades.Trades, instrument: Instrument) -> list[dict[str, Any]]:
+    """Return trade objects (keys TRADE_FIELDS) in the order of `trades`."""
+    ts_ns = trades["ts_ns"].astype(np.int64)
+    columns = (
+        np.round(trades["price"], instrument.price_decimals).tolist(),
+        np.round(trades["size"], instrument.size_decimals).tolist(),
+        mdtrades.sides(trades),
+        trades["seq"].tolist(),
+        trades["session"].tolist(),
+        rfc3339_many(ts_ns),
+        np.floor_divide(ts_ns, 1_000_000).tolist(),
+        ts_ns.tolist(),
+    )
+    return [dict(zip(TRADE_FIELDS, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def correlation_object(result: Correlations, grid: Grid) -> dict[str, Any]:
+    """Return the correlations object: the matrix in the order of `symbols`, and its sample."""
+    return {
+        "symbols": list(result.symbols),
+        "interval": grid.interval.name,
+        "window": grid.window,
+        "start": rfc3339(grid.first_open_ns),
+        "end": rfc3339(grid.end_ns),
+        "returns": result.returns,
+        "matrix": [[None if v is None else round(v, 6) for v in row] for row in result.matrix],
+        "reason": result.reason,
     }

@@ -167,8 +167,15 @@ class CandleWriter:
         self._drop_beyond_limit()
         self.metrics.pending.set(len(self._upserts))
 
-    def queue_write(self, pipe: Any, taken: Sequence[Candle]) -> None:
-        """Add the upserts of `taken` to `pipe` (a redis pipeline) as one script call."""
+    async def prepare(self, client: aioredis.Redis, taken: list[Candle]) -> list[Candle]:
+        """Nothing to check: an upsert applied twice leaves the same candle."""
+        return taken
+
+    def reset(self) -> None:
+        """Nothing is assumed about Redis."""
+
+    def queue_write(self, pipe: Any, taken: Sequence[Candle]) -> int:
+        """Add the upserts of `taken` to `pipe` (a redis pipeline) as one script call; return 1."""
         by_key: dict[str, list[Candle]] = {}
         for candle in taken:
             by_key.setdefault(self.keys.candles(candle.symbol, candle.interval.name),
@@ -180,6 +187,7 @@ class CandleWriter:
             for candle in group:
                 args += [candle.open_ns // candles.NS_PER_MS, candles.pack(candle)]
         pipe.eval(UPSERT_SCRIPT, len(by_key), *by_key, *args)
+        return 1
 
     def written(self, taken: Sequence[Candle]) -> None:
         """Count upserts Redis accepted."""

@@ -23,6 +23,10 @@ CANDLE_WRITE_INTERVAL_S (50 ms) folds the batches received since the last one in
 and writes the changed candles in the same pipeline as the ticks (a timer makes that flush when
 no tick comes to trigger it). A failed candle write is retried with the same backoff and never
 causes ticks already written to be written again.
+
+The latest order books and the recent trades (``bridge.recent``) ride along the same way, written
+with every flush. Candles, trades and books are the writer's companions (``Companion``): each is
+taken, written in the pipeline after the ticks, and put back when its part of the write fails.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -44,7 +48,7 @@ from marketdata.errors import WireError
 
 if TYPE_CHECKING:
     from bridge.candles import CandleWriter
-    from marketdata.candles import Candle
+    from bridge.recent import BookWriter, TradeWriter
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,14 @@ class Keys:
     def candles(self, symbol: str, interval: str) -> str:
         """The sorted set of `symbol`'s candles of `interval` (layout in bridge.candles)."""
         return f"{self.prefix}candles:{symbol}:{interval}"
+
+    def book(self, symbol: str) -> str:
+        """The string holding `symbol`'s latest order book (layout in bridge.recent)."""
+        return f"{self.prefix}book:{symbol}"
+
+    def trades(self, symbol: str) -> str:
+        """The list of `symbol`'s recent trades, newest first (layout in bridge.recent)."""
+        return f"{self.prefix}trades:{symbol}"
 
 
 def parse_id(entry_id: bytes | str) -> tuple[int, int]:
@@ -102,6 +114,36 @@ class HistoryMetrics:
             registry=registry)
 
 
+class Companion(Protocol):
+    """Data written along with the ticks, in the same pipeline: candles, trades, books.
+
+    ``take`` returns what to write (empty: nothing); after the write, each taken value goes to
+    ``written`` when its commands succeeded, else back through ``requeue`` (and ``reset`` forgets
+    whatever the companion assumed about Redis, since a failed pipeline may be applied in part).
+    """
+
+    def due_in(self) -> float | None:
+        """Seconds until pending data is due (0.0: now), or None when nothing is pending."""
+
+    def take(self, *, force: bool) -> Any:
+        """Remove and return what to write now (all of it when `force`)."""
+
+    async def prepare(self, client: aioredis.Redis, taken: Any) -> Any:
+        """Return `taken` less what Redis already holds (read before the write)."""
+
+    def queue_write(self, pipe: Any, taken: Any) -> int:
+        """Add the write of `taken` to `pipe`; return how many commands were added."""
+
+    def requeue(self, taken: Any) -> None:
+        """Put back what was not written."""
+
+    def written(self, taken: Any) -> None:
+        """Note what Redis accepted."""
+
+    def reset(self) -> None:
+        """Forget what was assumed about Redis (after a failed write)."""
+
+
 @dataclass
 class _Pending:
     batches: deque[wire.TickBatch] = field(default_factory=deque)
@@ -113,7 +155,8 @@ class HistoryWriter:
 
     def __init__(self, client: aioredis.Redis, keys: Keys, metrics: HistoryMetrics, *,
                  retention_ms: int, flush_interval_s: float, max_pending_ticks: int,
-                 max_entries: int = 1_000_000, candles: CandleWriter | None = None) -> None:
+                 max_entries: int = 1_000_000, candles: CandleWriter | None = None,
+                 trades: TradeWriter | None = None, books: BookWriter | None = None) -> None:
         self.client = client
         self.keys = keys
         self.metrics = metrics
@@ -122,6 +165,9 @@ class HistoryWriter:
         self.max_pending_ticks = max_pending_ticks
         self.max_entries = max_entries
         self.candles = candles
+        self.trades = trades
+        self.books = books
+        self.companions: list[Companion] = [c for c in (candles, trades, books) if c is not None]
         self._pending: dict[str, _Pending] = {}
         self._pending_ticks = 0
         self._last_ids: dict[str, tuple[int, int]] = {}
@@ -146,7 +192,15 @@ class HistoryWriter:
             self._drop_oldest()
         if self.candles is not None:
             self.candles.add(batch)
+        if self.trades is not None:
+            self.trades.add(batch)
         self._wakeup.set()
+
+    def add_book(self, book: wire.BookSnapshot) -> None:
+        """Queue the latest order book of a symbol for the next flush (never blocks)."""
+        if self.books is not None:
+            self.books.add(book)
+            self._wakeup.set()
 
     async def run(self) -> None:
         """Flush until stop() is called, then flush what is left (bounded by the caller)."""
@@ -168,7 +222,7 @@ class HistoryWriter:
                 backoff = min(backoff * 2, 2.0)
                 self._wakeup.set()
                 continue
-            if self._pending_ticks or self._candles_due():
+            if self._pending_ticks or self._companions_due():
                 self._wakeup.set()
                 await asyncio.sleep(0)  # let the feed run between bounded flushes
                 continue
@@ -182,16 +236,19 @@ class HistoryWriter:
         self._stopping = True
         self._wakeup.set()
 
-    def _candles_due(self) -> bool:
-        """Tell whether candles wait to be written now (at once when stopping)."""
-        if self.candles is None:
-            return False
-        due_in = self.candles.due_in()
+    def _due_in(self) -> float | None:
+        """Return the seconds until the first companion's data is due, None when none waits."""
+        waits = [d for d in (c.due_in() for c in self.companions) if d is not None]
+        return min(waits) if waits else None
+
+    def _companions_due(self) -> bool:
+        """Tell whether companion data waits to be written now (at once when stopping)."""
+        due_in = self._due_in()
         return due_in is not None and (due_in == 0.0 or self._stopping)
 
     async def _next_work(self) -> None:
-        """Wait for new ticks, or for the moment the pending candles are due."""
-        due_in = self.candles.due_in() if self.candles is not None else None
+        """Wait for new ticks, or for the moment pending companion data is due."""
+        due_in = self._due_in()
         if due_in is None or self._wakeup.is_set():
             await self._wakeup.wait()
             return
@@ -199,35 +256,42 @@ class HistoryWriter:
             await asyncio.wait_for(self._wakeup.wait(), due_in)
 
     async def flush(self, *, all_candles: bool = True) -> int:
-        """Write up to FLUSH_MAX_TICKS pending ticks (and the changed candles) in one pipeline.
+        """Write up to FLUSH_MAX_TICKS pending ticks (and the companions' data) in one pipeline.
 
         Return how many ticks were written. Candles go along when `all_candles` or when they are
-        due (run() passes False until it stops). The bound keeps one flush from holding the event
-        loop (and Redis) for long after a backlog; run() flushes again at once while anything is
-        pending. On failure nothing is lost: the batches go back to the front of the queue, and
-        candle upserts back to theirs unless a newer state of the candle is pending.
+        due (run() passes False until it stops); trades and books with every flush. The bound
+        keeps one flush from holding the event loop (and Redis) for long after a backlog; run()
+        flushes again at once while anything is pending. On failure nothing is lost: the batches
+        go back to the front of the queue, and each companion's data back to its own.
         """
         taken = self._take(FLUSH_MAX_TICKS) if self._pending_ticks else {}
-        candles = self.candles.take(force=all_candles) if self.candles is not None else []
-        if not taken and not candles:
+        extras = [(c, c.take(force=all_candles)) for c in self.companions]
+        extras = [(c, data) for c, data in extras if len(data)]
+        if not taken and not extras:
             return 0
         try:
-            written, candle_error = await self._write(taken, candles)
+            written, errors = await self._write(taken, extras)
         except BaseException:
             # Part of the pipeline may have been applied (a timeout says nothing about what
             # Redis did): re-read each stream's end before the retry and skip what is there.
             self._last_ids.clear()
             self._requeue(taken)
-            if self.candles is not None:
-                self.candles.requeue(candles)
+            for companion, data in extras:
+                companion.requeue(data)
+                companion.reset()
             raise
         self.metrics.pending.set(self._pending_ticks)
-        if candle_error is not None and self.candles is not None:
-            # The ticks are in Redis: only the candles go back, and run() retries with backoff.
-            self.candles.requeue(candles)
-            raise candle_error
-        if self.candles is not None and candles:
-            self.candles.written(candles)
+        failed: Exception | None = None
+        for (companion, data), error in zip(extras, errors, strict=True):
+            if error is None:
+                companion.written(data)
+            else:
+                # The ticks are in Redis: only this data goes back; run() retries with backoff.
+                companion.requeue(data)
+                companion.reset()
+                failed = failed or error
+        if failed is not None:
+            raise failed
         return written
 
     def _take(self, budget: int) -> dict[str, _Pending]:
@@ -246,12 +310,13 @@ class HistoryWriter:
                 taken[symbol] = out
         return taken
 
-    async def _write(self, taken: dict[str, _Pending],
-                     candles: list[Candle]) -> tuple[int, Exception | None]:
-        """Write ticks and candles in one pipeline; return (ticks written, the candle error).
+    async def _write(self, taken: dict[str, _Pending], extras: list[tuple[Companion, Any]]
+                     ) -> tuple[int, list[Exception | None]]:
+        """Write ticks and the companions' data in one pipeline.
 
-        A tick write error raises, leaving the writer's state (stream ids) as it was; a candle
-        error is returned, since the ticks were written all the same.
+        Return (ticks written, each companion's first error or None). A tick write error raises,
+        leaving the writer's state (stream ids) as it was; a companion's error is returned, since
+        the ticks were written all the same.
         """
         if self._use_minid is None:
             self._use_minid = await self._supports_minid()
@@ -279,8 +344,14 @@ class HistoryWriter:
                           id=f"{entry_id[0]}-{entry_id[1]}", **trim)  # type: ignore[arg-type]
                 entries += 1
                 written += len(ticks)
-        if candles and self.candles is not None:
-            self.candles.queue_write(pipe, candles)
+        spans: list[tuple[int, int]] = []
+        commands = entries
+        for i, (companion, data) in enumerate(extras):
+            fresh = await companion.prepare(self.client, data)
+            extras[i] = (companion, fresh)  # what flush() notes as written or puts back
+            added = companion.queue_write(pipe, fresh) if len(fresh) else 0
+            spans.append((commands, commands + added))
+            commands += added
         results = await pipe.execute(raise_on_error=False)
         errors = [r for r in results[:entries] if isinstance(r, Exception)]
         if errors:
@@ -289,8 +360,9 @@ class HistoryWriter:
         self.metrics.flush_seconds.observe(asyncio.get_running_loop().time() - started)
         self.metrics.entries.inc(entries)
         self.metrics.written.inc(written)
-        candle_error = next((r for r in results[entries:] if isinstance(r, Exception)), None)
-        return written, candle_error
+        companion_errors = [next((r for r in results[a:b] if isinstance(r, Exception)), None)
+                            for a, b in spans]
+        return written, companion_errors
 
     async def _stream_end(self, symbol: str) -> tuple[tuple[int, int], tuple[int, int] | None]:
         """Return the stream's last id and the (session, seq) of its last stored tick."""

@@ -15,10 +15,12 @@ import gc
 import logging
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
 import grpc
 import orjson
+import redis
 import redis.asyncio as aioredis
 import zmq
 import zmq.asyncio
@@ -27,12 +29,14 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from redis.exceptions import RedisError
 
+from api.store import RedisStore
 from bridge import FeedUnavailable, handlers
 from bridge.candles import CandleMetrics, CandleWriter
 from bridge.config import BridgeConfig
 from bridge.fanout import Hub
 from bridge.feed import ControlClient, FeedState, TickSubscription
 from bridge.history import HistoryMetrics, HistoryWriter, Keys, StreamRows
+from bridge.recent import BookWriter, TradeWriter
 from bridge.service import MarketDataService, StreamMetrics
 from marketdata import logs, wire
 from marketdata import marketdata_pb2 as pb
@@ -44,6 +48,8 @@ from marketdata.symbols import Instruments
 log = logging.getLogger(__name__)
 
 INSTRUMENTS_REWRITE_S = 5.0
+STORE_READERS = 2
+"""Threads reading Redis for the history, candle and trade RPCs (bounds their share of the CPU)."""
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MarketDataService"].full_name
 
 
@@ -107,14 +113,22 @@ class Bridge:
             flush_interval_s=config.history_flush_interval_s,
             max_pending_ticks=config.history_max_pending_ticks,
             candles=self.candles,
+            trades=TradeWriter(self.keys),
+            books=BookWriter(self.keys),
         )
         self.control = ControlClient(self.context, config.feed_control_endpoint)
         self.subscription = TickSubscription(self.context, config.feed_pub_endpoint,
                                              self._on_batch, self._on_book,
                                              self._on_bad_message,
                                              on_book_gap=self._on_book_gap)
+        # The RPCs that read Redis reuse the API's synchronous reader (one implementation of the
+        # layout) on a few threads of their own, with their own client: never on the loop.
+        self.store = RedisStore(redis.Redis.from_url(config.redis_url, socket_timeout=2.0,
+                                                     socket_connect_timeout=2.0), self.keys)
+        self.readers = ThreadPoolExecutor(STORE_READERS, thread_name_prefix="store-reader")
         self.service = MarketDataService(self.state, self.hub, self.stream_metrics,
-                                         config.instance_name, config.stream_queue_ticks)
+                                         config.instance_name, config.stream_queue_ticks,
+                                         self.store, self.readers)
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(options=[
             ("grpc.so_reuseport", 0),
@@ -196,6 +210,8 @@ class Bridge:
                           extra={"pending_ticks": self.history.pending_ticks})
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.redis.aclose()
+        self.readers.shutdown(wait=False, cancel_futures=True)
+        self.store.client.close()
         self.context.term()
         log.info("bridge stopped", extra={"unflushed_ticks": self.history.pending_ticks})
         self._stopped.set()
@@ -240,6 +256,7 @@ class Bridge:
 
     def _on_book(self, book: wire.BookSnapshot) -> None:
         self.state.books[book.symbol] = book
+        self.history.add_book(book)
         self.feed_metrics.books.labels(book.symbol).inc()
 
     def _on_book_gap(self, symbol: str, missed: int) -> None:

@@ -1,37 +1,49 @@
-"""The gRPC MarketDataService (grpc.aio), served from the bridge's feed state and hub.
+"""The gRPC MarketDataService (grpc.aio), served from the bridge's feed state, hub and Redis.
 
-Errors map to status codes in one place (``_abort_for``): text that is not a symbol is
-INVALID_ARGUMENT, an unknown symbol NOT_FOUND, no data yet UNAVAILABLE, a slow consumer
-RESOURCE_EXHAUSTED. Every stream starts with the latest tick of each requested symbol (flag
-SNAPSHOT) and continues with every later tick in order, so a client never waits for the next tick
-and never sees a gap that the bridge did not see.
+Errors map to status codes: text that is not a symbol or a bad argument is INVALID_ARGUMENT
+(naming the field), an unknown symbol NOT_FOUND, no data yet or Redis unreachable UNAVAILABLE, a
+slow consumer RESOURCE_EXHAUSTED. Every stream starts with the latest tick of each requested
+symbol (flag SNAPSHOT) and continues with every later tick in order, so a client never waits for
+the next tick and never sees a gap that the bridge did not see.
+
+History, candles and trades are read from Redis through the API's own reader (``api.store``), so
+both front ends answer a request alike; their arguments go through the same checks
+(``marketdata.queries``). That reader is synchronous, so it runs on a small thread pool and never
+blocks the event loop that feeds the streams. The order book comes from the feed state in memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from concurrent.futures import Executor
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 import numpy as np
 from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from api.store import Store, StoreError, StoreUnavailable
 from bridge import SlowConsumer
 from bridge.fanout import ConflatingSubscriber, Hub, Subscriber
 from bridge.feed import FeedState
-from marketdata import logs, wire
+from marketdata import logs, queries, wire
 from marketdata import marketdata_pb2 as pb
 from marketdata import marketdata_pb2_grpc as pb_grpc
-from marketdata.errors import InvalidSymbol, UnknownSymbol
+from marketdata import trades as mdtrades
+from marketdata.candles import Candle, Interval
+from marketdata.errors import InvalidParameter, InvalidSymbol, UnknownSymbol
 
 log = logging.getLogger(__name__)
 
 MAX_UPDATE_INTERVAL_MS = 3_600_000
 MAX_TICKS_PER_MESSAGE = 1000
+T = TypeVar("T")
 
 
 class StreamMetrics:
@@ -47,15 +59,85 @@ class StreamMetrics:
 
 
 class MarketDataService(pb_grpc.MarketDataServiceServicer):
-    """GetPrice, StreamPrices, StreamTicks and ListSymbols."""
+    """GetPrice, StreamPrices, StreamTicks, ListSymbols, and the history, candle, order book and
+    trade snapshots."""
 
     def __init__(self, state: FeedState, hub: Hub, metrics: StreamMetrics, source: str,
-                 queue_ticks: int) -> None:
+                 queue_ticks: int, store: Store, executor: Executor,
+                 clock: Callable[[], int] = time.time_ns) -> None:
         self.state = state
         self.hub = hub
         self.metrics = metrics
         self.source = source
         self.queue_ticks = queue_ticks
+        self.store = store
+        self.executor = executor
+        self.clock = clock
+
+    async def GetHistory(self, request: pb.GetHistoryRequest,
+                         context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetHistoryResponse:
+        _start_call(context)
+        symbol = (await self._resolve(context, [request.symbol]))[0]
+        query = await _checked(context, lambda: queries.history_range(
+            *_bounds(request), request.limit or None, self.clock(),
+            names=("start_ns", "end_ns")))
+        ticks = await self._read(context, self.store.history, symbol, query.start_ns,
+                                 query.end_ns, query.limit)
+        return pb.GetHistoryResponse(
+            symbol=symbol, end_ns=query.end_ns,
+            ticks=pb.TickBatch(symbol=symbol, **{n: ticks[n].tolist() for n in wire.FIELDS}))
+
+    async def GetCandles(self, request: pb.GetCandlesRequest,
+                         context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetCandlesResponse:
+        _start_call(context)
+        symbol = (await self._resolve(context, [request.symbol]))[0]
+        now_ns = self.clock()
+
+        def check() -> tuple[Interval, queries.HistoryQuery]:
+            interval = queries.interval(request.interval or queries.DEFAULT_INTERVAL)
+            return interval, queries.history_range(*_bounds(request), request.limit or None,
+                                                   now_ns, names=("start_ns", "end_ns"))
+
+        interval, query = await _checked(context, check)
+        found = await self._read(context, self.store.candles, symbol, interval, query.start_ns,
+                                 query.end_ns, query.limit)
+        return pb.GetCandlesResponse(symbol=symbol, interval=interval.name,
+                                     candles=[_candle(c, now_ns) for c in found])
+
+    async def GetOrderBook(self, request: pb.GetOrderBookRequest,
+                           context: grpc.aio.ServicerContext[Any, Any]) -> pb.OrderBook:
+        _start_call(context)
+        symbol = (await self._resolve(context, [request.symbol]))[0]
+        book = self.state.books.get(symbol)
+        if book is None:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"no order book of {symbol} yet")
+        depth = await _checked(context, lambda: queries.book_depth(
+            request.depth or None, max(len(book.bids), len(book.asks))))
+        return pb.OrderBook(symbol=symbol, session=book.session, book_seq=book.book_seq,
+                            tick_seq=book.tick_seq, ts_ns=book.ts_ns,
+                            bids=_levels(book.bids[:depth]), asks=_levels(book.asks[:depth]))
+
+    async def GetTrades(self, request: pb.GetTradesRequest,
+                        context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetTradesResponse:
+        _start_call(context)
+        symbol = (await self._resolve(context, [request.symbol]))[0]
+        limit = await _checked(context, lambda: queries.trades_limit(request.limit or None))
+        found = await self._read(context, self.store.trades, symbol, limit)
+        return pb.GetTradesResponse(symbol=symbol, trades=_trades(found))
+
+    async def _read(self, context: grpc.aio.ServicerContext[Any, Any],
+                    read: Callable[..., T], *args: Any) -> T:
+        """Run a store read on the thread pool; abort UNAVAILABLE or INTERNAL when it fails."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self.executor, functools.partial(read, *args))
+        except StoreUnavailable as exc:
+            log.warning("store unreachable", extra={"error": str(exc)})
+            await _abort(context, grpc.StatusCode.UNAVAILABLE,
+                         "the history store is unreachable; try again shortly")
+        except StoreError:
+            log.exception("store read failed")
+            await _abort(context, grpc.StatusCode.INTERNAL, "internal error")
 
     async def GetPrice(self, request: pb.GetPriceRequest,
                        context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetPriceResponse:
@@ -212,6 +294,44 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
             if symbol not in symbols:
                 symbols.append(symbol)
         return symbols
+
+
+async def _checked(context: grpc.aio.ServicerContext[Any, Any], check: Callable[[], T]) -> T:
+    """Return check(); abort INVALID_ARGUMENT with its message when an argument is bad."""
+    try:
+        return check()
+    except InvalidParameter as exc:
+        await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+
+def _bounds(request: pb.GetHistoryRequest | pb.GetCandlesRequest) -> tuple[int | None, int | None]:
+    """Return the request's (start_ns, end_ns), None for a field left unset."""
+    return (request.start_ns if request.HasField("start_ns") else None,
+            request.end_ns if request.HasField("end_ns") else None)
+
+
+def _candle(candle: Candle, now_ns: int) -> pb.Candle:
+    return pb.Candle(open_time_ms=candle.open_ns // 1_000_000,
+                     close_time_ms=candle.close_ns // 1_000_000, open=candle.open,
+                     high=candle.high, low=candle.low, close=candle.close,
+                     volume=candle.volume, quote_volume=candle.quote_volume,
+                     trades=candle.trades, closed=candle.is_closed(now_ns),
+                     first_seq=candle.first_seq, last_seq=candle.last_seq,
+                     session=candle.session)
+
+
+def _levels(levels: wire.Levels) -> list[pb.PriceLevel]:
+    return [pb.PriceLevel(price=p, size=q)
+            for p, q in zip(levels["price"].tolist(), levels["size"].tolist(), strict=True)]
+
+
+def _trades(found: mdtrades.Trades) -> list[pb.Trade]:
+    sides = [pb.SIDE_BUY if side == mdtrades.BUY else pb.SIDE_SELL
+             for side in mdtrades.sides(found)]
+    columns = zip(found["price"].tolist(), found["size"].tolist(), sides, found["seq"].tolist(),
+                  found["session"].tolist(), found["ts_ns"].tolist(), strict=True)
+    return [pb.Trade(price=p, size=q, side=side, seq=seq, session=session, ts_ns=ts)
+            for p, q, side, seq, session, ts in columns]
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode,

@@ -9,6 +9,7 @@ Exceptions raised here::
     MarketDataError
      +-- ConfigError        a setting is missing or malformed
      +-- WireError          a ZeroMQ message or stored blob is not a valid tick batch
+     +-- InvalidParameter   a request argument is malformed or out of range (REST and gRPC)
      +-- SymbolError
           +-- InvalidSymbol  text that cannot be a symbol at all
           +-- UnknownSymbol  a well-formed symbol that the feed does not publish
@@ -16,6 +17,7 @@ Exceptions raised here::
 
 from marketdata.errors import (
     ConfigError,
+    InvalidParameter,
     InvalidSymbol,
     MarketDataError,
     SymbolError,
@@ -25,6 +27,7 @@ from marketdata.errors import (
 
 __all__ = [
     "ConfigError",
+    "InvalidParameter",
     "InvalidSymbol",
     "MarketDataError",
     "SymbolError",

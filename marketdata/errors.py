@@ -29,3 +29,14 @@ class UnknownSymbol(SymbolError):
         self.known = known
         hint = f"; known symbols: {', '.join(known)}" if known else ""
         super().__init__(f"unknown symbol '{symbol}'{hint}")
+
+
+class InvalidParameter(MarketDataError, ValueError):
+    """A request argument is malformed or out of range; the message names it and says why.
+
+    Shared by REST (400 invalid_parameter) and gRPC (INVALID_ARGUMENT).
+    """
+
+    def __init__(self, parameter: str, reason: str) -> None:
+        self.parameter = parameter
+        super().__init__(f"{parameter}: {reason}")

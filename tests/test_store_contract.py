@@ -22,6 +22,8 @@ from redis.retry import Retry
 from api.store import MemoryStore, RedisStore, Store, StoreError, StoreUnavailable
 from bridge.candles import CandleMetrics, CandleWriter
 from bridge.history import HistoryMetrics, HistoryWriter, Keys
+from bridge.recent import BookWriter, TradeWriter
+from marketdata import trades as mdtrades
 from marketdata import wire
 from marketdata.candles import BY_NAME, INTERVALS, Candle, CandleAggregator, Interval, pack
 from marketdata.symbols import Instrument
@@ -63,6 +65,7 @@ class Backend:
     store: Store
     write: Callable[[Sequence[wire.TickBatch]], None]
     set_instruments: Callable[[Sequence[Instrument]], None]
+    write_books: Callable[[Sequence[wire.BookSnapshot]], None]
 
 
 def memory_backend() -> Backend:
@@ -73,7 +76,11 @@ def memory_backend() -> Backend:
         for batch in batches:
             store.add(batch)
 
-    return Backend(store, write, store.set_instruments)
+    def write_books(books: Sequence[wire.BookSnapshot]) -> None:
+        for book in books:
+            store.add_book(book)
+
+    return Backend(store, write, store.set_instruments, write_books)
 
 
 @dataclass
@@ -93,10 +100,13 @@ class RedisBackends:
         def write(batches: Sequence[wire.TickBatch]) -> None:
             asyncio.run(write_history(self.url, keys, batches))
 
+        def write_books(books: Sequence[wire.BookSnapshot]) -> None:
+            asyncio.run(write_history(self.url, keys, [], books))
+
         def set_instruments(instruments: Sequence[Instrument]) -> None:
             client.set(keys.instruments, orjson.dumps([i.to_dict() for i in instruments]))
 
-        return Backend(RedisStore(client, keys), write, set_instruments)
+        return Backend(RedisStore(client, keys), write, set_instruments, write_books)
 
     def close(self) -> None:
         """Close every client made."""
@@ -104,17 +114,23 @@ class RedisBackends:
             client.close()
 
 
-async def write_history(url: str, keys: Keys, batches: Sequence[wire.TickBatch]) -> None:
-    """Write each batch as one stream entry (and its candles) through the bridge's writers."""
+async def write_history(url: str, keys: Keys, batches: Sequence[wire.TickBatch],
+                        books: Sequence[wire.BookSnapshot] = ()) -> None:
+    """Write each batch as one stream entry (with its candles and trades), then each book,
+    through the bridge's writers."""
     client = aioredis.Redis.from_url(url)
     try:
         candles = CandleWriter(keys, CandleMetrics(CollectorRegistry()),
                                {i.name: 10**8 for i in INTERVALS})
         writer = HistoryWriter(client, keys, HistoryMetrics(CollectorRegistry()),
                                retention_ms=10**13, flush_interval_s=0.0,
-                               max_pending_ticks=10**7, candles=candles)
+                               max_pending_ticks=10**7, candles=candles,
+                               trades=TradeWriter(keys), books=BookWriter(keys))
         for batch in batches:
             writer.add(batch)
+            await writer.flush()
+        for book in books:
+            writer.add_book(book)
             await writer.flush()
     finally:
         await client.aclose()
@@ -396,6 +412,10 @@ def test_redis_store_unreachable_raises_store_unavailable() -> None:
             store.history("BTC-USD", None, None, 10)
         with pytest.raises(StoreUnavailable):
             store.candles("BTC-USD", SEC, None, None, 10)
+        with pytest.raises(StoreUnavailable):
+            store.book("BTC-USD")
+        with pytest.raises(StoreUnavailable):
+            store.trades("BTC-USD", 10)
     finally:
         client.close()
 
@@ -438,3 +458,85 @@ def test_redis_store_rereads_instruments_once_they_are_a_ttl_old(
     now[0] += 0.6
     assert ("BTC-USD", "ETH-USD") == store.instruments().symbols  # type: ignore[union-attr]
     client.close()
+
+
+# -- order books and trades --------------------------------------------------------------------
+
+def make_book(book_seq: int, levels: int = 20, symbol: str = "BTC-USD") -> wire.BookSnapshot:
+    """Return a book whose touch is tick book_seq's quote (make_ticks) and sizes grow with depth."""
+    bids = np.zeros(levels, dtype=wire.LEVEL_DTYPE)
+    asks = np.zeros(levels, dtype=wire.LEVEL_DTYPE)
+    bids["price"] = 65_000.0 + book_seq * 0.01 - np.arange(levels) * 0.01
+    asks["price"] = bids["price"][0] + 0.01 + np.arange(levels) * 0.01
+    bids["size"] = 1.5 + np.arange(levels)
+    asks["size"] = 2.5 + np.arange(levels)
+    return wire.BookSnapshot(symbol, 7, book_seq, book_seq, TS[book_seq - 1], bids, asks)
+
+
+def assert_same_book(got: wire.BookSnapshot | None, expected: wire.BookSnapshot) -> None:
+    assert got is not None
+    assert (got.symbol, got.session, got.book_seq, got.tick_seq, got.ts_ns) == (
+        expected.symbol, expected.session, expected.book_seq, expected.tick_seq,
+        expected.ts_ns)
+    assert got.bids.dtype == wire.LEVEL_DTYPE and got.asks.dtype == wire.LEVEL_DTYPE
+    assert got.bids.tolist() == expected.bids.tolist()
+    assert got.asks.tolist() == expected.asks.tolist()
+
+
+def test_book_is_none_before_the_first(filled: Backend) -> None:
+    assert filled.store.book("BTC-USD") is None
+
+
+def test_the_latest_book_replaces_the_previous(filled: Backend) -> None:
+    filled.write_books([make_book(3), make_book(4, levels=5), make_book(2, symbol="ETH-USD")])
+    assert_same_book(filled.store.book("BTC-USD"), make_book(4, levels=5))
+    assert_same_book(filled.store.book("ETH-USD"), make_book(2, symbol="ETH-USD"))
+    assert filled.store.book("SOL-USD") is None
+
+
+def test_trades_are_the_trade_ticks_newest_first(backend: Backend) -> None:
+    ticks = make_ticks(TS)
+    ticks["flags"][::3] = 0  # quotes
+    ticks["flags"][1::3] |= wire.FLAG_BUYER_AGGRESSOR
+    ticks["last"] = 64_000.0 + np.arange(30)
+    backend.write(split("BTC-USD", ticks, CUTS))
+    trades = backend.store.trades("BTC-USD", 100)
+    expected = [i + 1 for i in range(29, -1, -1) if i % 3]
+    assert trades.dtype == mdtrades.TRADE_DTYPE
+    assert seqs(trades) == expected
+    assert trades["price"].tolist() == [64_000.0 + s - 1 for s in expected]
+    assert trades["size"].tolist() == [0.01] * len(expected)
+    assert trades["ts_ns"].tolist() == [TS[s - 1] for s in expected]
+    assert set(trades["session"].tolist()) == {7}
+    assert mdtrades.sides(trades) == ["sell" if (s - 1) % 3 == 2 else "buy" for s in expected]
+    assert seqs(backend.store.trades("BTC-USD", 3)) == expected[:3]
+
+
+def test_trades_of_nothing(filled: Backend) -> None:
+    assert len(filled.store.trades("SOL-USD", 10)) == 0
+    assert len(filled.store.trades("BTC-USD", 0)) == 0
+
+
+def test_only_the_newest_thousand_trades_are_kept(backend: Backend) -> None:
+    ts = [T0 + i * STEP for i in range(1_500)]
+    backend.write(split("BTC-USD", make_ticks(ts), [400, 401, 1_200]))
+    assert seqs(backend.store.trades("BTC-USD", 1_000)) == list(range(1_500, 500, -1))
+    assert seqs(backend.store.trades("BTC-USD", 5_000)) == list(range(1_500, 500, -1))
+
+
+def test_trades_follow_a_new_session(filled: Backend) -> None:
+    filled.write([wire.TickBatch("BTC-USD", 8, make_ticks([T0 + 50_000_000]))])
+    trades = filled.store.trades("BTC-USD", 3)
+    assert [(int(t["session"]), int(t["seq"])) for t in trades] == [(8, 1), (7, 30), (7, 29)]
+
+
+def test_redis_store_reports_a_corrupt_book_or_trade(redis_client: redis.Redis,
+                                                     redis_prefix: str) -> None:
+    keys = Keys(redis_prefix)
+    store = RedisStore(redis_client, keys)
+    redis_client.set(keys.book("BTC-USD"), b"not a book")
+    redis_client.rpush(keys.trades("BTC-USD"), b"short")
+    with pytest.raises(StoreError, match="book:BTC-USD"):
+        store.book("BTC-USD")
+    with pytest.raises(StoreError, match="trades:BTC-USD"):
+        store.trades("BTC-USD", 10)
