@@ -154,6 +154,7 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
             source=self.source, bid=bid, ask=ask, last=float(tick["last"][0]),
             seq=int(tick["seq"][0]), ts_ns=int(tick["ts_ns"][0]), session=session,
             spread_bps=(ask - bid) / mid * 1e4,
+            age_ms=(time.time_ns() - int(tick["ts_ns"][0])) / 1e6,
         )
 
     async def ListSymbols(self, request: pb.ListSymbolsRequest,

@@ -103,8 +103,12 @@ def test_stream_prices_conflates_at_the_requested_interval(feed_and_bridge: Syst
 def test_get_price_and_list_symbols(feed_and_bridge: System) -> None:
     with feed_and_bridge.channel() as channel:
         stub = feed_and_bridge.stub(channel)
+        before = time.time_ns()
         price = stub.GetPrice(pb.GetPriceRequest(symbol="ethusd"), timeout=5)
+        after = time.time_ns()
         symbols = stub.ListSymbols(pb.ListSymbolsRequest(), timeout=5)
+    # the tick's age when answered: between the ages at the call's start and end
+    assert (before - price.ts_ns) / 1e6 <= price.age_ms <= (after - price.ts_ns) / 1e6
     assert "ETH-USD" == price.symbol
     assert price.bid < price.price < price.ask
     assert abs(time.time_ns() - price.ts_ns) < 5e9
