@@ -12,6 +12,7 @@ import numpy as np
 
 from feedsim.market import CrossParams, GarchParams, GbmParams, Jumps, ModelParams, OuParams
 from feedsim.models import MarketParams
+from feedsim.replay import ReplayBars
 from marketdata.errors import ConfigError
 from marketdata.settings import env_float, env_int, env_log_level, env_str
 from marketdata.symbols import Instrument, canonical
@@ -21,10 +22,12 @@ DEFAULT_SYMBOLS_FILE = Path(__file__).with_name("symbols.toml")
 
 @dataclass(frozen=True)
 class SymbolConfig:
-    """One published symbol: what it is and how its market behaves."""
+    """One published symbol: what it is, how its market behaves, and the bars it replays."""
 
     instrument: Instrument
     market: MarketParams
+    replay: ReplayBars | None = None
+    """Set for a replayed symbol: its prices come from these bars instead of `market.model`."""
 
 
 @dataclass(frozen=True)
