@@ -3,7 +3,8 @@
 A request is one JSON object ``{"cmd": NAME, ...}``; the reply is ``{"ok": true, ...}`` or
 ``{"ok": false, "error": MESSAGE}``. Commands today: ``ping``, ``instruments``, ``snapshot``
 (instruments and the latest tick of each symbol: the "clone" pattern's state request) and
-``status``. Scenarios and feed disruption arrive here later, so they run in the single writer.
+``status`` (with ``replay``: where a historical replay stands, or null). Scenarios and feed
+disruption arrive here later, so they run in the single writer.
 A malformed request gets an error reply and changes nothing.
 """
 
@@ -40,6 +41,7 @@ def _snapshot(feed: Feed, request: dict[str, Any], now_ns: int) -> dict[str, Any
 
 
 def _status(feed: Feed, request: dict[str, Any], now_ns: int) -> dict[str, Any]:
+    replay = feed.replay_status(now_ns)
     return {
         "session": feed.session,
         "seed": feed.seed,
@@ -47,10 +49,12 @@ def _status(feed: Feed, request: dict[str, Any], now_ns: int) -> dict[str, Any]:
         "lag_s": feed.lag_ns(now_ns) / 1e9,
         "symbols": {
             symbol: {"seq": s.seq, "rate": s.market.rate,
-                     "model": MODEL_NAMES[type(s.market.model)],
-                     "jumps": s.market.jumps is not None}
+                     "model": ("replay" if replay is not None
+                               else MODEL_NAMES[type(s.market.model)]),
+                     "jumps": s.market.jumps is not None and replay is None}
             for symbol, s in feed.symbols.items()
         },
+        "replay": replay,
     }
 
 

@@ -17,6 +17,7 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,9 @@ from marketdata.wire import BookSnapshot, TickBatch, Ticks, concat, empty_ticks
 
 NS = 1_000_000_000
 MAX_AHEAD_TICKS = 4096
+MAX_REPLAY_BATCH = 1024
+"""A replay's ticks per symbol per step: at speed max every tick is due at once, and frames of
+this size keep each message (and a subscriber's queue) small."""
 
 
 class SymbolFeed:
@@ -171,6 +175,29 @@ class Feed:
                    if isinstance(s.schedule, ReplaySchedule)]
         return bool(replays) and all(r.finished for r in replays)
 
+    def replay_status(self, now_ns: int) -> dict[str, Any] | None:
+        """Return where the replay stands (None when nothing replays): JSON-ready."""
+        if not self.replaying:
+            return None
+        symbols: dict[str, Any] = {}
+        replay_ns = None
+        for name, feed in self.symbols.items():
+            schedule, source = feed.schedule, feed.source
+            if not isinstance(schedule, ReplaySchedule) or not isinstance(source, ReplaySource):
+                continue
+            bars = source.bars
+            replay_ns = schedule.replay_ns(now_ns)
+            symbols[name] = {
+                "file": bars.source, "bars": len(bars), "interval_s": bars.interval_ns / NS,
+                "first_bar_ns": int(bars.time_ns[0]), "last_bar_ns": int(bars.time_ns[-1]),
+                "ticks_per_bar": schedule.per_bar, "ticks": schedule.total,
+                "published": schedule.taken, "position_ns": schedule.position_ns(),
+                "finished": schedule.finished,
+            }
+        return {"speed": "max" if math.isinf(self.replay_speed) else self.replay_speed,
+                "clock_ns": None if math.isinf(self.replay_speed) else replay_ns,
+                "finished": self.replay_finished, "symbols": symbols}
+
     def next_due_ns(self) -> int:
         """Return when the earliest next tick of any symbol is due."""
         return min(s.next_due_ns() for s in self.symbols.values())
@@ -192,7 +219,9 @@ class Feed:
             if max_lag_ns is not None and feed.schedule.lag_ns(now_ns) > max_lag_ns:
                 feed.reanchor(now_ns)
                 reanchored.append(symbol)
-            n = min(feed.due(now_ns), self.max_batch)
+            cap = (min(self.max_batch, MAX_REPLAY_BATCH)
+                   if isinstance(feed.schedule, ReplaySchedule) else self.max_batch)
+            n = min(feed.due(now_ns), cap)
             if n > 0:
                 batches.append(TickBatch(symbol, self.session, feed.produce(n)))
         return StepResult(batches, tuple(reanchored))

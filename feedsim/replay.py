@@ -42,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from calibration.bars import Bars
+from calibration.importer import ImportReport
 from feedsim.prices import Floats, PricePath, Prints
 from marketdata.errors import ConfigError
 from marketdata.symbols import Instrument
@@ -50,6 +51,7 @@ Ints = npt.NDArray[np.int64]
 
 ANCHORS = 4  # open, first extreme, second extreme, close
 MIN_TICKS_PER_BAR = ANCHORS
+MAX_TICKS_PER_BAR = 1_000_000  # one bar's ticks are drawn at once: bounds the memory it takes
 BRIDGE_SCALE = 0.5  # a bar's log range spread over sqrt(ticks): the wander between anchors
 _REPLAY_KEY = 0x5245504C  # "REPL": keeps replay draws apart from the simulation's streams
 TRADE_SIZE_TAIL = 2.2  # as the simulated quoter's trade sizes
@@ -71,6 +73,8 @@ class ReplayBars:
     """The source line of each bar, for messages."""
     moved: int = 0
     """How many prices putting them on the tick grid changed."""
+    report: ImportReport | None = None
+    """What the importer dropped, repaired and found missing in the file."""
 
     def __len__(self) -> int:
         return int(self.time_ns.size)
@@ -82,8 +86,13 @@ class ReplayBars:
 
     @property
     def short_volume(self) -> int:
-        """Bars with fewer lots than the distinct prices they must print."""
+        """Bars that may have fewer lots than the distinct prices they must print."""
         return int(np.count_nonzero((self.lots > 0) & (self.lots < _essential_counts(self))))
+
+    @property
+    def first_open(self) -> float:
+        """The open of the first bar: where the replay starts."""
+        return float(self.open[0])
 
     def tick_variance(self, per_bar: int) -> float:
         """Mean squared log return per tick (the quoter's reference for 'normal' volatility)."""
@@ -93,7 +102,8 @@ class ReplayBars:
         return float(np.mean(returns**2) / per_bar) or 1e-12
 
 
-def replay_bars(bars: Bars, instrument: Instrument, source: str) -> ReplayBars:
+def replay_bars(bars: Bars, instrument: Instrument, source: str,
+                report: ImportReport | None = None) -> ReplayBars:
     """Put `bars` on the instrument's grid; raise ConfigError naming the file and line if a
     price falls outside the instrument's [min_price, max_price] or rounds to zero."""
     tick, decimals = instrument.tick_size, instrument.price_decimals
@@ -114,7 +124,7 @@ def replay_bars(bars: Bars, instrument: Instrument, source: str) -> ReplayBars:
                 "SYMBOLS_FILE")
     lots = np.round(bars.volume_base / instrument.lot_size).astype(np.int64)
     return ReplayBars(source, bars.time_ns, snapped[0], snapped[1], snapped[2], snapped[3], lots,
-                      bars.interval_ns, lines, int(np.count_nonzero(snapped != raw)))
+                      bars.interval_ns, lines, int(np.count_nonzero(snapped != raw)), report)
 
 
 def on_grid(prices: Floats, tick: float, decimals: int) -> Floats:
@@ -130,10 +140,10 @@ def ticks_per_bar(interval_ns: int, rate: float) -> int:
 def _essential_counts(bars: ReplayBars) -> Ints:
     """Distinct consecutive prices among (O, H, L, C) and (O, L, H, C): what must print."""
     o, h, lo, c = bars.open, bars.high, bars.low, bars.close
-    # Either order of extremes needs the same count: 1 + changes along O, X1, X2, C.
+    # 1 + the changes along O, X1, X2, C; the order of the extremes is drawn, so the larger.
     high_first = 1 + (h != o).astype(np.int64) + (lo != h) + (c != lo)
     low_first = 1 + (lo != o).astype(np.int64) + (h != lo) + (c != h)
-    return np.minimum(high_first, low_first)  # type: ignore[no-any-return]
+    return np.maximum(high_first, low_first)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,18 @@ subscriptions, then publishes every tick that is due, one frame per symbol. Publ
 XPUB socket so late joiners can be served the last value of each symbol they subscribe to (zguide
 "Last Value Caching"); those replays carry FLAG_SNAPSHOT and repeat a seq already published.
 ZeroMQ drops messages for a subscriber whose queue reaches FEED_SEND_HWM; subscribers see that
-as a gap in seq.
+as a gap in seq. A replay at speed max is the exception: it sets XPUB_NODROP, so a full queue
+refuses the frame and feedsim waits and sends it again: the replay runs as fast as its slowest
+subscriber reads, and loses nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from types import FrameType
 
@@ -30,6 +34,8 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
 MAX_IDLE_WAIT_S = 0.1  # the loop wakes at least this often to notice a stop request
+BACKPRESSURE_WAIT_S = 0.001  # how often a replay at max speed retries a frame a queue refused
+MAX_SPEED_SEND_HWM = 1000  # messages: at max speed a subscriber's queue fills here, not in RAM
 
 
 class FeedMetrics:
@@ -51,6 +57,9 @@ class FeedMetrics:
                                  "Last-value ticks replayed to new subscribers", registry=registry)
         self.books = Counter("feedsim_books_total", "Order book snapshots published", ["symbol"],
                              registry=registry)
+        self.replay_position = Gauge("feedsim_replay_position_seconds",
+                                     "Historical time of the latest replayed tick (epoch s)",
+                                     ["symbol"], registry=registry)
         self.tick_children = {s: self.ticks.labels(s) for s in symbols}
         self.book_children = {s: self.books.labels(s) for s in symbols}
         self.frame_children = {s: self.frames.labels(s) for s in symbols}
@@ -67,7 +76,13 @@ class FeedServer:
         self.clock = clock
         self.pub = context.socket(zmq.XPUB)
         self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # see every subscribe, to replay last values
-        self.pub.setsockopt(zmq.SNDHWM, config.send_hwm)
+        self.lossless = feed.replaying and math.isinf(config.replay_speed)
+        if self.lossless:
+            self.pub.setsockopt(zmq.XPUB_NODROP, 1)
+            self.pub.setsockopt(zmq.SNDHWM, min(config.send_hwm or MAX_SPEED_SEND_HWM,
+                                                MAX_SPEED_SEND_HWM))
+        else:
+            self.pub.setsockopt(zmq.SNDHWM, config.send_hwm)
         self.pub.setsockopt(zmq.LINGER, 0)
         self.control = context.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.LINGER, 0)
@@ -78,6 +93,8 @@ class FeedServer:
         self.poller.register(self.control, zmq.POLLIN)
         self._running = False
         self._next_book_ns: dict[str, int] = {}
+        self._replay_announced = False
+        self._unsent: deque[wire.TickBatch] = deque()  # frames a full queue refused (lossless)
 
     @property
     def pub_address(self) -> str:
@@ -96,6 +113,10 @@ class FeedServer:
         max_lag_ns = int(self.config.max_lag_s * 1e9)
         last_step = 0.0
         while self._running:
+            if self._unsent:
+                self._serve_sockets(BACKPRESSURE_WAIT_S)
+                self._send_unsent()
+                continue
             now_ns = self.clock()
             wake_ns = self.feed.next_due_ns()
             wait_s = max((wake_ns - now_ns) / 1e9, last_step + min_interval - time.monotonic())
@@ -110,7 +131,23 @@ class FeedServer:
                 self.metrics.reanchors.labels(symbol).inc()
                 log.warning("schedule reset after a stall", extra={"symbol": symbol})
             for batch in result.batches:
-                self._publish(batch)
+                if self._unsent or not self._publish(batch):
+                    self._unsent.append(batch)
+            if self.feed.replaying:
+                self._track_replay(result.batches)
+
+    def _track_replay(self, batches: list[wire.TickBatch]) -> None:
+        """Follow the replay's position; say once, when the files are done, that it ended."""
+        for batch in batches:
+            self.metrics.replay_position.labels(batch.symbol).set(
+                int(batch.ticks["ts_ns"][-1]) / 1e9)
+        if self.feed.replay_finished and not self._replay_announced:
+            self._replay_announced = True
+            status = self.feed.replay_status(self.clock()) or {}
+            log.info("replay finished: every bar published; the feed stays up, publishing "
+                     "nothing more", extra={"symbols": {
+                         s: {"ticks": v["published"], "bars": v["bars"], "file": v["file"]}
+                         for s, v in status.get("symbols", {}).items()}})
 
     def stop(self) -> None:
         """Ask run() to return after its current turn."""
@@ -121,14 +158,21 @@ class FeedServer:
         self.pub.close(linger=0)
         self.control.close(linger=0)
 
-    def _publish(self, batch: wire.TickBatch) -> None:
+    def _publish(self, batch: wire.TickBatch) -> bool:
+        """Send one frame; return False when a full queue refused it (only with XPUB_NODROP)."""
         try:
             self.pub.send_multipart(wire.encode(batch), copy=False, flags=zmq.NOBLOCK)
         except zmq.Again:
-            return  # only with XPUB_NODROP; PUB semantics drop silently at the HWM
+            return False  # PUB semantics (no XPUB_NODROP) drop silently at the HWM instead
         self.metrics.tick_children[batch.symbol].inc(len(batch))
         self.metrics.frame_children[batch.symbol].inc()
         self._maybe_publish_book(batch.symbol)
+        return True
+
+    def _send_unsent(self) -> None:
+        """Send refused frames again, in order, until one is refused again."""
+        while self._unsent and self._publish(self._unsent[0]):
+            self._unsent.popleft()
 
     def _maybe_publish_book(self, symbol: str) -> None:
         """Publish the book at the latest tick, at most every FEED_BOOK_INTERVAL_MS per symbol."""
@@ -188,9 +232,39 @@ class FeedServer:
                     continue
                 replay = last.copy()
                 replay["flags"] |= wire.FLAG_SNAPSHOT
-                self.pub.send_multipart(
-                    wire.encode(wire.TickBatch(symbol, self.feed.session, replay)))
+                try:
+                    # Lossless (XPUB_NODROP), a full queue would block the writer: skip instead.
+                    self.pub.send_multipart(
+                        wire.encode(wire.TickBatch(symbol, self.feed.session, replay)),
+                        flags=zmq.NOBLOCK if self.lossless else 0)
+                except zmq.Again:
+                    continue  # the next ticks follow soon enough
                 self.metrics.snapshots.inc()
+
+
+def _log_replay(feed: Feed, config: FeedConfig) -> None:
+    """Say what each replayed file holds and what the importer had to do with it."""
+    status = feed.replay_status(time.time_ns())
+    if status is None:
+        return
+    for s in config.symbols:
+        bars = s.replay
+        if bars is None:
+            continue
+        report = bars.report
+        info = status["symbols"][s.instrument.symbol]
+        log.info("replay loaded", extra={
+            "symbol": s.instrument.symbol, "file": bars.source, "bars": len(bars),
+            "interval_s": info["interval_s"], "first_bar_ns": info["first_bar_ns"],
+            "last_bar_ns": info["last_bar_ns"], "ticks_per_bar": info["ticks_per_bar"],
+            "speed": status["speed"], "prices_moved_to_tick_grid": bars.moved,
+            "zero_volume_bars": bars.zero_volume, "low_volume_bars": bars.short_volume,
+        })
+        if report is not None and report.issues:
+            log.warning("replay file had problems; dropped bars are not replayed", extra={
+                "symbol": s.instrument.symbol, "file": bars.source, "dropped": report.dropped,
+                "repaired": report.repaired, "missing_bars": report.missing_bars,
+                "report": report.render(max_details=5)})
 
 
 def main() -> None:
@@ -208,7 +282,8 @@ def main() -> None:
         start_http_server(config.metrics_port, addr="127.0.0.1", registry=registry)
     feed = Feed(config.symbols, config.seed, time.time_ns(), ahead_s=config.ahead_s,
                 step_s=config.universe.step_s, correlations=config.universe.correlations,
-                book_levels=config.book_levels)
+                book_levels=config.book_levels, replay_speed=config.replay_speed)
+    _log_replay(feed, config)
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
         server = FeedServer(config, feed, context, metrics)
