@@ -336,9 +336,12 @@ def _symbol(path: Path, index: int, entry: Any, rate_override: float | None,
         min_price=number("min_price"), max_price=number("max_price"),
     )
     model = _model(where, entry, step_s)
+    replayed = "replay" in entry
     market = MarketParams(
-        # A cross rate starts at its legs' ratio (set once all symbols are read).
-        price=number("price", 1.0) if isinstance(model, CrossParams) else number("price"),
+        # A cross rate starts at its legs' ratio, a replay at its file's first open (both set
+        # once all symbols are read).
+        price=(number("price", 1.0) if isinstance(model, CrossParams) or replayed
+               else number("price")),
         model=model,
         jumps=_jumps(where, entry.get("jumps")),
         spread_bps=number("spread_bps"),
@@ -347,7 +350,7 @@ def _symbol(path: Path, index: int, entry: Any, rate_override: float | None,
         mean_trade_size=number("mean_trade_size"),
         mean_quote_size=number("mean_quote_size"),
     )
-    if not isinstance(model, CrossParams) and not (
+    if not isinstance(model, CrossParams) and not replayed and not (
             instrument.min_price <= market.price <= instrument.max_price):
         raise ConfigError(f"{where} ({symbol}): price {market.price} is outside [min_price, "
                           f"max_price] = [{instrument.min_price}, {instrument.max_price}]")
@@ -373,6 +376,10 @@ def _table_numbers(where: str, table: Any, keys: dict[str, str]) -> dict[str, fl
 
 
 def _model(where: str, entry: dict[str, Any], step_s: float) -> ModelParams:
+    if "replay" in entry and "model" not in entry:
+        # A replayed symbol's prices come from its file; the model is never run (a flat GBM
+        # stands in for the field, and the control status reports the model as "replay").
+        return GbmParams(0.0)
     kind = entry.get("model", "gbm")
     if kind == "gbm":
         values = _table_numbers(where, entry, {"volatility": ">=0"})
