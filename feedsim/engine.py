@@ -171,9 +171,24 @@ class Feed:
     @property
     def replay_finished(self) -> bool:
         """Whether this is a replay and every replayed symbol has published its whole file."""
-        replays = [s.schedule for s in self.symbols.values()
-                   if isinstance(s.schedule, ReplaySchedule)]
+        replays = self._replay_schedules()
         return bool(replays) and all(r.finished for r in replays)
+
+    def _replay_schedules(self) -> list[ReplaySchedule]:
+        return [s.schedule for s in self.symbols.values()
+                if isinstance(s.schedule, ReplaySchedule)]
+
+    def hold_replay(self) -> None:
+        """Keep the replay from starting until start_replay() (feedsim: the first subscriber)."""
+        for schedule in self._replay_schedules():
+            schedule.hold()
+
+    def start_replay(self, now_ns: int) -> bool:
+        """Start a held replay's clock at `now_ns`; return whether it was held."""
+        held = [s for s in self._replay_schedules() if not s.started]
+        for schedule in held:
+            schedule.start(now_ns)
+        return bool(held)
 
     def replay_status(self, now_ns: int) -> dict[str, Any] | None:
         """Return where the replay stands (None when nothing replays): JSON-ready."""
@@ -194,8 +209,10 @@ class Feed:
                 "published": schedule.taken, "position_ns": schedule.position_ns(),
                 "finished": schedule.finished,
             }
+        started = all(s.started for s in self._replay_schedules())
         return {"speed": "max" if math.isinf(self.replay_speed) else self.replay_speed,
-                "clock_ns": None if math.isinf(self.replay_speed) else replay_ns,
+                "started": started,
+                "clock_ns": None if math.isinf(self.replay_speed) or not started else replay_ns,
                 "finished": self.replay_finished, "symbols": symbols}
 
     def next_due_ns(self) -> int:

@@ -101,6 +101,16 @@ class ReplaySchedule:
         self.start_ns = start_ns
         self.total = len(self.bar_ns) * per_bar
         self.taken = 0
+        self.started = True
+
+    def hold(self) -> None:
+        """Keep every tick from being due until start() (e.g. until someone subscribes)."""
+        self.started = False
+
+    def start(self, now_ns: int) -> None:
+        """Start the replay clock at `now_ns`."""
+        self.start_ns = now_ns
+        self.started = True
 
     @property
     def remaining(self) -> int:
@@ -129,7 +139,7 @@ class ReplaySchedule:
         return int(self.times(self.taken - 1, 1)[0]) if self.taken else None
 
     def due(self, now_ns: int) -> int:
-        if self.finished:
+        if self.finished or not self.started:
             return 0
         if math.isinf(self.speed):
             return self.remaining
@@ -143,7 +153,7 @@ class ReplaySchedule:
         return max(0, bar * self.per_bar + j + 1 - self.taken)
 
     def next_due_ns(self) -> int:
-        if self.finished:
+        if self.finished or not self.started:
             return NEVER_NS
         if math.isinf(self.speed):
             return 0  # always due
@@ -151,7 +161,7 @@ class ReplaySchedule:
         return self.start_ns + math.ceil((t - self.origin_ns) / self.speed)
 
     def lag_ns(self, now_ns: int) -> int:
-        if self.finished or math.isinf(self.speed):
+        if self.finished or not self.started or math.isinf(self.speed):
             return 0
         return max(0, now_ns - self.next_due_ns())
 
@@ -163,7 +173,7 @@ class ReplaySchedule:
 
     def reanchor(self, now_ns: int) -> None:
         """Pause the replay clock over a stall: the next tick becomes due now, none is skipped."""
-        if self.finished or math.isinf(self.speed):
+        if self.finished or not self.started or math.isinf(self.speed):
             return
         t = int(self.times(self.taken, 1)[0])
         self.start_ns = now_ns - math.floor((t - self.origin_ns) / self.speed)

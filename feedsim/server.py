@@ -7,11 +7,14 @@ XPUB socket so late joiners can be served the last value of each symbol they sub
 ZeroMQ drops messages for a subscriber whose queue reaches FEED_SEND_HWM; subscribers see that
 as a gap in seq. A replay at speed max is the exception: it sets XPUB_NODROP, so a full queue
 refuses the frame and feedsim waits and sends it again: the replay runs as fast as its slowest
-subscriber reads, and loses nothing.
+subscriber reads, and loses nothing (and pauses while nobody subscribes). A replay at any speed
+starts its clock at the first subscription, so a subscriber started after feedsim (the bridge,
+under supervisord) sees it from its first bar.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import signal
@@ -77,6 +80,9 @@ class FeedServer:
         self.pub = context.socket(zmq.XPUB)
         self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # see every subscribe, to replay last values
         self.lossless = feed.replaying and math.isinf(config.replay_speed)
+        if feed.replaying:
+            # Every unsubscribe too, so feedsim knows whether anyone still listens.
+            self.pub.setsockopt(zmq.XPUB_VERBOSER, 1)
         if self.lossless:
             self.pub.setsockopt(zmq.XPUB_NODROP, 1)
             self.pub.setsockopt(zmq.SNDHWM, min(config.send_hwm or MAX_SPEED_SEND_HWM,
@@ -95,6 +101,9 @@ class FeedServer:
         self._next_book_ns: dict[str, int] = {}
         self._replay_announced = False
         self._unsent: deque[wire.TickBatch] = deque()  # frames a full queue refused (lossless)
+        self._subscriptions: collections.Counter[bytes] = collections.Counter()  # live (replay)
+        if feed.replaying:
+            feed.hold_replay()  # until the first subscriber, so nobody misses the start
 
     @property
     def pub_address(self) -> str:
@@ -117,6 +126,9 @@ class FeedServer:
                 self._serve_sockets(BACKPRESSURE_WAIT_S)
                 self._send_unsent()
                 continue
+            if self.lossless and not self._subscriptions:
+                self._serve_sockets(MAX_IDLE_WAIT_S)  # at max speed, pause while nobody listens
+                continue
             now_ns = self.clock()
             wake_ns = self.feed.next_due_ns()
             wait_s = max((wake_ns - now_ns) / 1e9, last_step + min_interval - time.monotonic())
@@ -135,6 +147,19 @@ class FeedServer:
                     self._unsent.append(batch)
             if self.feed.replaying:
                 self._track_replay(result.batches)
+
+    def _follow_subscription(self, subscribe: bool, prefix: bytes) -> None:
+        """Count live subscriptions (XPUB_VERBOSER); the first one starts a held replay."""
+        if subscribe:
+            self._subscriptions[prefix] += 1
+            if self.feed.start_replay(self.clock()):
+                log.info("replay started: first subscriber", extra={
+                    "speed": "max" if math.isinf(self.config.replay_speed)
+                    else self.config.replay_speed})
+        elif self._subscriptions[prefix] > 1:
+            self._subscriptions[prefix] -= 1
+        else:
+            del self._subscriptions[prefix]
 
     def _track_replay(self, batches: list[wire.TickBatch]) -> None:
         """Follow the replay's position; say once, when the files are done, that it ended."""
@@ -223,9 +248,13 @@ class FeedServer:
                 message = self.pub.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if not message or message[0] != 1:
-                continue  # an unsubscribe
+            if not message or message[0] not in (0, 1):
+                continue
             prefix = message[1:]
+            if self.feed.replaying:
+                self._follow_subscription(message[0] == 1, prefix)
+            if message[0] != 1:
+                continue  # an unsubscribe
             for symbol in self.feed.symbols:
                 last = self.feed.last(symbol)
                 if last is None or not wire.topic(symbol).startswith(prefix):

@@ -210,6 +210,17 @@ def test_a_replay_schedule_paces_historical_times_on_the_wall_clock() -> None:
     assert s.due(NEVER_NS - 1) == 0 and s.next_due_ns() == NEVER_NS and s.lag_ns(20 * HOUR) == 0
 
 
+def test_a_held_replay_waits_for_its_start() -> None:
+    config = _symbols({"FEED_TICK_RATE": "0.02"})
+    feed = Feed(config.symbols, 1, 0, replay_speed=60.0)
+    feed.hold_replay()
+    assert feed.next_due_ns() == NEVER_NS and feed.step(10**15).batches == []
+    assert feed.replay_status(0)["started"] is False  # type: ignore[index]
+    assert feed.start_replay(5 * NS) and not feed.start_replay(6 * NS)
+    assert feed.next_due_ns() == 5 * NS
+    assert [len(b) for b in feed.step(5 * NS).batches] == [1]
+
+
 def test_at_max_speed_everything_is_due_in_bounded_steps() -> None:
     config = _symbols({"FEED_TICK_RATE": "0.02"})
     feed = Feed(config.symbols, 1, 0, replay_speed=MAX_SPEED)
