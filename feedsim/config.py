@@ -10,8 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from calibration.errors import DataFormatError
-from calibration.importer import parse_ohlcv
 from feedsim.market import CrossParams, GarchParams, GbmParams, Jumps, ModelParams, OuParams
 from feedsim.models import MarketParams
 from feedsim.replay import MAX_TICKS_PER_BAR, ReplayBars, replay_bars, ticks_per_bar
@@ -144,6 +142,10 @@ def replay_one(universe: Universe, symbol: str, path: Path, where: str) -> Unive
 
 def load_replay(path: Path, config: SymbolConfig, where: str) -> ReplayBars:
     """Read and import a replay file for `config`'s symbol; raise ConfigError naming it."""
+    # Imported here: a feed that replays nothing does not load the calibration package.
+    from calibration.errors import DataFormatError  # noqa: PLC0415
+    from calibration.importer import parse_ohlcv  # noqa: PLC0415
+
     try:
         text = path.read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:

@@ -37,15 +37,18 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from calibration.bars import Bars
-from calibration.importer import ImportReport
 from feedsim.prices import Floats, PricePath, Prints
 from marketdata.errors import ConfigError
 from marketdata.symbols import Instrument
+
+if TYPE_CHECKING:  # the calibration package loads only when a replay is configured
+    from calibration.bars import Bars
+    from calibration.importer import ImportReport
 
 Ints = npt.NDArray[np.int64]
 
