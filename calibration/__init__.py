@@ -20,7 +20,12 @@ Exceptions raised here::
           +-- DataFormatError   a hopeless file: no known OHLCV layout or too few valid bars
           +-- InsufficientData  too few or degenerate returns, or series that do not line up
           +-- FitError          the optimiser found no admissible GARCH(1,1)-t parameters
+
+The package imports without matplotlib (feedsim's replay uses the importer); only
+``render_comparison`` needs it, and imports it when first used.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from calibration.bars import Bars, log_returns
 from calibration.errors import CalibrationError, DataFormatError, FitError, InsufficientData
@@ -37,9 +42,20 @@ from calibration.garch import (
     simulate_pair,
 )
 from calibration.importer import Action, ImportReport, Issue, IssueKind, parse_ohlcv
-from calibration.render import render_comparison
 from calibration.score import Evaluation, Scorecard, ScoreRow, evaluate, scorecard
 from feedsim.market import GarchParams
+
+if TYPE_CHECKING:
+    from calibration.render import render_comparison
+
+
+def __getattr__(name: str) -> Any:
+    """Import the renderer (and matplotlib, an optional extra) only when it is asked for."""
+    if name == "render_comparison":
+        from calibration.render import render_comparison  # noqa: PLC0415
+
+        return render_comparison
+    raise AttributeError(f"module 'calibration' has no attribute {name!r}")
 
 __all__ = [
     "Action",

@@ -43,16 +43,21 @@ class Bars:
     volume_base: Floats
     volume_quote: Floats
     interval_ns: int
+    lines: Ints | None = None
+    """The 1-based source line of each bar, when the bars were read from a file."""
 
     def __post_init__(self) -> None:
         """Copy the columns into read-only arrays and check that they fit together."""
         object.__setattr__(self, "time_ns", _frozen_ints(self.time_ns))
+        if self.lines is not None:
+            object.__setattr__(self, "lines", _frozen_ints(self.lines))
         for name in ("open", "high", "low", "close", "volume_base", "volume_quote"):
             object.__setattr__(self, name, _frozen_floats(getattr(self, name)))
         n = self.time_ns.size
         columns = (self.open, self.high, self.low, self.close, self.volume_base,
                    self.volume_quote)
-        if any(column.size != n for column in columns):
+        if any(column.size != n for column in columns) or (
+                self.lines is not None and self.lines.size != n):
             raise ValueError("Bars columns differ in length")
         if n > 1 and not bool(np.all(np.diff(self.time_ns) > 0)):
             raise ValueError("Bars times must increase strictly")

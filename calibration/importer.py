@@ -261,7 +261,7 @@ def parse_ohlcv(text: str, source: str = "<text>", *, price_factor: float = 2.0,
     rank = {kind: i for i, kind in enumerate(IssueKind)}
     issues.sort(key=lambda issue: (issue.line, rank[issue.kind]))
     bars = Bars(rows.time, rows.open, rows.high, rows.low, rows.close, rows.vbase, rows.vquote,
-                interval)
+                interval, rows.line)
     report = ImportReport(
         source=source, layout=layout.name, header_line=layout.header_line + 1,
         banner_lines=layout.banner_lines, data_lines=data_lines, bars=len(bars),

@@ -12,6 +12,8 @@ import numpy as np
 
 from feedsim.market import CrossParams, GarchParams, GbmParams, Jumps, ModelParams, OuParams
 from feedsim.models import MarketParams
+from feedsim.replay import MAX_TICKS_PER_BAR, ReplayBars, replay_bars, ticks_per_bar
+from feedsim.schedule import MAX_SPEED
 from marketdata.errors import ConfigError
 from marketdata.settings import env_float, env_int, env_log_level, env_str
 from marketdata.symbols import Instrument, canonical
@@ -21,10 +23,12 @@ DEFAULT_SYMBOLS_FILE = Path(__file__).with_name("symbols.toml")
 
 @dataclass(frozen=True)
 class SymbolConfig:
-    """One published symbol: what it is and how its market behaves."""
+    """One published symbol: what it is, how its market behaves, and the bars it replays."""
 
     instrument: Instrument
     market: MarketParams
+    replay: ReplayBars | None = None
+    """Set for a replayed symbol: its prices come from these bars instead of `market.model`."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ class FeedConfig:
     log_level: str
     service_name: str
     instance_name: str
+    replay_speed: float = 1.0
+    """Replayed seconds per wall second (MAX_SPEED: as fast as possible); used in a replay."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> FeedConfig:
@@ -71,6 +77,10 @@ class FeedConfig:
         rate_override = env_float(env, "FEED_TICK_RATE", 0.0, minimum=0.0, maximum=1_000_000.0)
         symbols_file = Path(env_str(env, "SYMBOLS_FILE", str(DEFAULT_SYMBOLS_FILE)))
         universe = load_universe(symbols_file, rate_override or None)
+        replay_file = env_str(env, "FEED_REPLAY_FILE", "")
+        if replay_file:
+            universe = replay_one(universe, env_str(env, "FEED_REPLAY_SYMBOL", ""),
+                                  Path(replay_file), "FEED_REPLAY_FILE")
         service = env_str(env, "SERVICE_NAME", "feedsim")
         return cls(
             pub_endpoint=env_str(env, "FEED_PUB_ENDPOINT", "tcp://127.0.0.1:5555"),
@@ -89,12 +99,78 @@ class FeedConfig:
             log_level=env_log_level(env),
             service_name=service,
             instance_name=env_str(env, "SERVICE_INSTANCE_NAME", f"{service}-1"),
+            replay_speed=replay_speed(env),
         )
 
     @property
     def symbols(self) -> tuple[SymbolConfig, ...]:
         """The published symbols, in publication order."""
         return self.universe.symbols
+
+    @property
+    def replaying(self) -> bool:
+        """Whether the feed replays files (then every symbol does)."""
+        return any(s.replay is not None for s in self.symbols)
+
+
+def replay_speed(env: Mapping[str, str]) -> float:
+    """Return FEED_REPLAY_SPEED: a positive number (1 = real time) or `max` (MAX_SPEED)."""
+    raw = env_str(env, "FEED_REPLAY_SPEED", "1")
+    if raw.lower() == "max":
+        return MAX_SPEED
+    try:
+        return env_float(env, "FEED_REPLAY_SPEED", 1.0, minimum=1e-6, maximum=1e9)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (expected replayed seconds per second, such as 1 or 60, "
+                          "or max)") from None
+
+
+def replay_one(universe: Universe, symbol: str, path: Path, where: str) -> Universe:
+    """Publish only `symbol` (default: the file's first symbol), replaying `path`."""
+    by_name = {s.instrument.symbol: s for s in universe.symbols}
+    if symbol:
+        try:
+            name = canonical(symbol)
+        except ValueError as exc:
+            raise ConfigError(f"FEED_REPLAY_SYMBOL={symbol!r}: {exc}") from None
+        if name not in by_name:
+            raise ConfigError(f"FEED_REPLAY_SYMBOL={symbol!r} is not in SYMBOLS_FILE; known: "
+                              f"{', '.join(by_name)}")
+    else:
+        name = universe.symbols[0].instrument.symbol
+    config = by_name[name]
+    return Universe((_with_replay(config, path, where),), universe.step_s, ())
+
+
+def load_replay(path: Path, config: SymbolConfig, where: str) -> ReplayBars:
+    """Read and import a replay file for `config`'s symbol; raise ConfigError naming it."""
+    # Imported here: a feed that replays nothing does not load the calibration package.
+    from calibration.errors import DataFormatError  # noqa: PLC0415
+    from calibration.importer import parse_ohlcv  # noqa: PLC0415
+
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise ConfigError(f"{where} {path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        bars, report = parse_ohlcv(text, source=str(path))
+    except DataFormatError as exc:
+        raise ConfigError(f"{where}: replay file {exc}") from None
+    replay = replay_bars(bars, config.instrument, str(path), report)
+    per_bar = ticks_per_bar(replay.interval_ns, config.market.rate)
+    if per_bar > MAX_TICKS_PER_BAR:
+        raise ConfigError(
+            f"{where} {path}: {config.instrument.symbol} at {config.market.rate:g} ticks/s puts "
+            f"{per_bar} ticks in each {replay.interval_ns / 1e9:g} s bar, above "
+            f"{MAX_TICKS_PER_BAR}; lower its rate or FEED_TICK_RATE")
+    return replay
+
+
+def _with_replay(config: SymbolConfig, path: Path, where: str) -> SymbolConfig:
+    """Return `config` replaying `path`, starting from the file's first open."""
+    replay = load_replay(path, config, where)
+    return SymbolConfig(config.instrument, replace(config.market, price=replay.first_open),
+                        replay)
 
 
 def load_symbols(path: Path, rate_override: float | None = None) -> tuple[SymbolConfig, ...]:
@@ -119,6 +195,7 @@ def load_universe(path: Path, rate_override: float | None = None) -> Universe:
         raise ConfigError(f"SYMBOLS_FILE {path}: [market] step_s must be a number > 0")
     result = [_symbol(path, i, entry, rate_override, float(step_s))
               for i, entry in enumerate(entries)]
+    result = _replays(path, entries, result)
     names = [s.instrument.symbol for s in result]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -128,13 +205,37 @@ def load_universe(path: Path, rate_override: float | None = None) -> Universe:
     return Universe(tuple(result), float(step_s), correlations)
 
 
+def _replays(path: Path, entries: list[Any], symbols: list[SymbolConfig]) -> list[SymbolConfig]:
+    """Load each `[symbol.replay]` file; a replay needs one for every symbol (one clock)."""
+    tables = [entry.get("replay") if isinstance(entry, dict) else None for entry in entries]
+    if all(table is None for table in tables):
+        return symbols
+    missing = [s.instrument.symbol for s, table in zip(symbols, tables, strict=True)
+               if table is None]
+    if missing:
+        raise ConfigError(f"SYMBOLS_FILE {path}: a replay publishes replayed symbols only; "
+                          f"give {', '.join(missing)} a [symbol.replay] file or remove them")
+    out = []
+    for i, (config, table) in enumerate(zip(symbols, tables, strict=True)):
+        where = f"SYMBOLS_FILE {path}: symbol #{i + 1} ({config.instrument.symbol}) [replay]"
+        if not isinstance(table, dict) or not isinstance(table.get("file"), str) or not table[
+                "file"].strip():
+            raise ConfigError(f"{where} needs a 'file' string (a CSV of OHLCV bars)")
+        unknown = sorted(set(table) - {"file"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: file "
+                              "(the layout is detected from the file)")
+        out.append(_with_replay(config, path.parent / table["file"].strip(), where))
+    return out
+
+
 def _resolve_crosses(path: Path, symbols: list[SymbolConfig]) -> list[SymbolConfig]:
     """Check each cross rate's legs and start it at their price ratio."""
     by_name = {s.instrument.symbol: s for s in symbols}
     out = []
     for s in symbols:
         model = s.market.model
-        if isinstance(model, CrossParams):
+        if isinstance(model, CrossParams) and s.replay is None:
             where = f"SYMBOLS_FILE {path}: {s.instrument.symbol} [cross]"
             legs = [by_name.get(model.numerator), by_name.get(model.denominator)]
             if any(leg is None for leg in legs):
@@ -239,9 +340,12 @@ def _symbol(path: Path, index: int, entry: Any, rate_override: float | None,
         min_price=number("min_price"), max_price=number("max_price"),
     )
     model = _model(where, entry, step_s)
+    replayed = "replay" in entry
     market = MarketParams(
-        # A cross rate starts at its legs' ratio (set once all symbols are read).
-        price=number("price", 1.0) if isinstance(model, CrossParams) else number("price"),
+        # A cross rate starts at its legs' ratio, a replay at its file's first open (both set
+        # once all symbols are read).
+        price=(number("price", 1.0) if isinstance(model, CrossParams) or replayed
+               else number("price")),
         model=model,
         jumps=_jumps(where, entry.get("jumps")),
         spread_bps=number("spread_bps"),
@@ -250,7 +354,7 @@ def _symbol(path: Path, index: int, entry: Any, rate_override: float | None,
         mean_trade_size=number("mean_trade_size"),
         mean_quote_size=number("mean_quote_size"),
     )
-    if not isinstance(model, CrossParams) and not (
+    if not isinstance(model, CrossParams) and not replayed and not (
             instrument.min_price <= market.price <= instrument.max_price):
         raise ConfigError(f"{where} ({symbol}): price {market.price} is outside [min_price, "
                           f"max_price] = [{instrument.min_price}, {instrument.max_price}]")
@@ -276,6 +380,10 @@ def _table_numbers(where: str, table: Any, keys: dict[str, str]) -> dict[str, fl
 
 
 def _model(where: str, entry: dict[str, Any], step_s: float) -> ModelParams:
+    if "replay" in entry and "model" not in entry:
+        # A replayed symbol's prices come from its file; the model is never run (a flat GBM
+        # stands in for the field, and the control status reports the model as "replay").
+        return GbmParams(0.0)
     kind = entry.get("model", "gbm")
     if kind == "gbm":
         values = _table_numbers(where, entry, {"volatility": ">=0"})

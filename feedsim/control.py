@@ -4,7 +4,8 @@ A request is one JSON object ``{"cmd": NAME, ...}``; the reply is ``{"ok": true,
 ``{"ok": false, "error": MESSAGE}``. Commands today: ``ping``, ``instruments``, ``snapshot``
 (instruments and the latest tick of each symbol: the "clone" pattern's state request),
 ``book`` (one symbol's current order book in full, for a reader that saw a gap in its diffs)
-and ``status``. Scenarios and feed disruption arrive here later, so they run in the single writer.
+and ``status`` (with ``replay``: where a historical replay stands, or null). Scenarios and feed
+disruption arrive here later, so they run in the single writer.
 A malformed request gets an error reply and changes nothing.
 """
 
@@ -62,6 +63,7 @@ def _book(feed: Feed, request: dict[str, Any], now_ns: int) -> dict[str, Any]:
 
 
 def _status(feed: Feed, request: dict[str, Any], now_ns: int) -> dict[str, Any]:
+    replay = feed.replay_status(now_ns)
     return {
         "session": feed.session,
         "seed": feed.seed,
@@ -69,10 +71,12 @@ def _status(feed: Feed, request: dict[str, Any], now_ns: int) -> dict[str, Any]:
         "lag_s": feed.lag_ns(now_ns) / 1e9,
         "symbols": {
             symbol: {"seq": s.seq, "rate": s.market.rate,
-                     "model": MODEL_NAMES[type(s.market.model)],
-                     "jumps": s.market.jumps is not None}
+                     "model": ("replay" if replay is not None
+                               else MODEL_NAMES[type(s.market.model)]),
+                     "jumps": s.market.jumps is not None and replay is None}
             for symbol, s in feed.symbols.items()
         },
+        "replay": replay,
     }
 
 

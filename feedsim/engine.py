@@ -1,8 +1,10 @@
 """The feed: every symbol's state and schedule, advanced by a clock it is given. No I/O.
 
-Tick k of a symbol (from 0 after the schedule's anchor) is due at ``anchor + k / rate`` and
-carries that time as its ``ts_ns``. ``step(now)`` produces every tick due by `now`, one batch per
-symbol, so a caller that wakes late gets all it missed in one vectorised batch.
+A simulated symbol's tick k (from 0 after the schedule's anchor) is due at
+``anchor + k / rate`` and carries that time as its ``ts_ns``; a replayed symbol's ticks carry
+their historical times and are due as the replay clock reaches them (``feedsim.schedule``).
+``step(now)`` produces every tick due by `now`, one batch per symbol, so a caller that wakes
+late gets all it missed in one vectorised batch.
 
 Symbols that tick at the same rate form one ``MarketGroup`` whose shocks are correlated as the
 symbols file says. The values depend only on the seed and the symbols file: the same seed gives
@@ -15,6 +17,7 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -34,17 +37,27 @@ from feedsim.market import (
     OuParams,
 )
 from feedsim.models import Quoter, QuoterRngs
+from feedsim.prices import PriceSource
+from feedsim.replay import ReplaySource, ticks_per_bar
+from feedsim.schedule import LiveSchedule, ReplaySchedule, Schedule
 from marketdata.symbols import Instrument
 from marketdata.wire import BookDiff, BookSnapshot, TickBatch, Ticks, concat, empty_ticks
 
 NS = 1_000_000_000
 MAX_AHEAD_TICKS = 4096
+MAX_REPLAY_BATCH = 1024
+"""A replay's ticks per symbol per step: at speed max every tick is due at once, and frames of
+this size keep each message (and a subscriber's queue) small."""
 
 
 class SymbolFeed:
-    """One symbol's model, quoter, sequence numbers and schedule."""
+    """One symbol's price source, quoter, sequence numbers and schedule.
 
-    def __init__(self, config: SymbolConfig, seed: int, anchor_ns: int, model: GroupMember,
+    The source (a simulated model or a replay) is the only part that differs between
+    simulation and replay; quoting, sequencing, books and timing are the same code.
+    """
+
+    def __init__(self, config: SymbolConfig, seed: int, source: PriceSource, schedule: Schedule,
                  tick_variance: float, ahead_s: float = 0.0, book_levels: int = 20,
                  book_interval_s: float = 0.1) -> None:
         self.instrument = config.instrument
@@ -52,7 +65,8 @@ class SymbolFeed:
         seeds = np.random.SeedSequence(
             entropy=seed, spawn_key=(zlib.crc32(config.instrument.symbol.encode()),)
         ).spawn(5)
-        self.model = model
+        self.source = source
+        self.schedule = schedule
         self.book_builder = BookBuilder(config.instrument, config.market, seed, book_levels)
         # The book is updated every `book_every` ticks (by seq), so which ticks update it is
         # fixed by the configuration, never by timing: books are as reproducible as ticks.
@@ -63,9 +77,6 @@ class SymbolFeed:
                              QuoterRngs(*(np.random.default_rng(s) for s in seeds)),
                              config.market.price, tick_variance)
         self.seq = 0
-        self.period_ns = NS / config.market.rate
-        self.anchor_ns = anchor_ns
-        self.scheduled = 0  # ticks produced since the anchor
         self.last: Ticks | None = None  # the latest tick, as a 1-record array
         # Values are made up to `ahead_s` of ticks in advance: quoting costs ~40 us per call
         # whatever its size, and a tick's values do not depend on when they are made.
@@ -74,26 +85,28 @@ class SymbolFeed:
 
     def due(self, now_ns: int) -> int:
         """Return how many ticks are due by `now_ns` and not yet produced."""
-        if now_ns < self.anchor_ns:
-            return 0
-        return int((now_ns - self.anchor_ns) // self.period_ns) + 1 - self.scheduled
+        return self.schedule.due(now_ns)
 
     def next_due_ns(self) -> int:
-        """Return when the next tick is due."""
-        return self.anchor_ns + round(self.scheduled * self.period_ns)
+        """Return when the next tick is due (NEVER_NS after the end of a replay)."""
+        return self.schedule.next_due_ns()
 
     def produce(self, n: int) -> Ticks:
         """Produce the next `n` ticks with their sequence numbers and scheduled times."""
         if len(self._made) < n:
-            more = self.quoter.quote(self.model.advance(max(n - len(self._made), self.ahead)))
+            want = max(n - len(self._made), self.ahead)
+            remaining = self.source.remaining
+            if remaining is not None:
+                want = min(want, remaining)
+            path = self.source.path(want)
+            more = self.quoter.quote(path.mids, path.prints)
             self._made = concat([self._made, more]) if len(self._made) else more
+        n = min(n, len(self._made))
         ticks = self._made[:n].copy()
         self._made = self._made[n:]
         ticks["seq"] = np.arange(self.seq + 1, self.seq + n + 1, dtype=np.uint64)
-        k = np.arange(self.scheduled, self.scheduled + n, dtype=np.float64)
-        ticks["ts_ns"] = self.anchor_ns + np.round(k * self.period_ns).astype(np.int64)
+        ticks["ts_ns"] = self.schedule.take(n)
         self.seq += n
-        self.scheduled += n
         if n:
             self.last = ticks[-1:].copy()
         return ticks
@@ -112,9 +125,8 @@ class SymbolFeed:
         return diffs
 
     def reanchor(self, now_ns: int) -> None:
-        """Restart the schedule at `now_ns`, abandoning the backlog (values are unaffected)."""
-        self.anchor_ns = now_ns
-        self.scheduled = 0
+        """Make the next tick due at `now_ns` after a stall (values are unaffected)."""
+        self.schedule.reanchor(now_ns)
 
 
 @dataclass(frozen=True)
@@ -127,28 +139,100 @@ class StepResult:
 
 
 class Feed:
-    """All symbols of one feed session."""
+    """All symbols of one feed session.
+
+    Symbols whose config carries replay bars take their prices from them (``feedsim.replay``)
+    on a ReplaySchedule at `replay_speed`; the others are simulated on a LiveSchedule.
+    """
 
     def __init__(self, symbols: Sequence[SymbolConfig], seed: int, start_ns: int,
                  max_batch: int = 100_000, ahead_s: float = 0.0, step_s: float = 3600.0,
                  correlations: Sequence[Correlation] = (), book_levels: int = 20,
-                 book_interval_s: float = 0.1) -> None:
+                 book_interval_s: float = 0.1, replay_speed: float = 1.0) -> None:
         self.session = start_ns
         self.seed = seed
         self.start_ns = start_ns
         self.max_batch = max_batch
-        models = _group_members(symbols, seed, step_s, tuple(correlations))
-        variances = _tick_variances(symbols, step_s, tuple(correlations))
-        self.symbols = {s.instrument.symbol: SymbolFeed(s, seed, start_ns,
-                                                        models[s.instrument.symbol],
-                                                        variances[s.instrument.symbol], ahead_s,
-                                                        book_levels, book_interval_s)
-                        for s in symbols}
+        self.replay_speed = replay_speed
+        simulated = [s for s in symbols if s.replay is None]
+        models = _group_members(simulated, seed, step_s, tuple(correlations))
+        variances = _tick_variances(simulated, step_s, tuple(correlations))
+        replayed = [s.replay for s in symbols if s.replay is not None]
+        origin_ns = min(int(r.time_ns[0]) for r in replayed) if replayed else start_ns
+        self.symbols: dict[str, SymbolFeed] = {}
+        for s in symbols:
+            name = s.instrument.symbol
+            source: PriceSource
+            schedule: Schedule
+            if s.replay is not None:
+                per_bar = ticks_per_bar(s.replay.interval_ns, s.market.rate)
+                source = ReplaySource(s.replay, s.instrument, per_bar,
+                                      s.market.trade_probability, seed)
+                schedule = ReplaySchedule(s.replay.time_ns, s.replay.interval_ns, per_bar,
+                                          replay_speed, origin_ns, start_ns)
+                variance = s.replay.tick_variance(per_bar)
+            else:
+                source, schedule = models[name], LiveSchedule(start_ns, s.market.rate)
+                variance = variances[name]
+            self.symbols[name] = SymbolFeed(s, seed, source, schedule, variance, ahead_s,
+                                            book_levels, book_interval_s)
 
     @property
     def instruments(self) -> list[Instrument]:
         """Published instruments in publication order."""
         return [s.instrument for s in self.symbols.values()]
+
+    @property
+    def replaying(self) -> bool:
+        """Whether any symbol replays a file."""
+        return any(isinstance(s.schedule, ReplaySchedule) for s in self.symbols.values())
+
+    @property
+    def replay_finished(self) -> bool:
+        """Whether this is a replay and every replayed symbol has published its whole file."""
+        replays = self._replay_schedules()
+        return bool(replays) and all(r.finished for r in replays)
+
+    def _replay_schedules(self) -> list[ReplaySchedule]:
+        return [s.schedule for s in self.symbols.values()
+                if isinstance(s.schedule, ReplaySchedule)]
+
+    def hold_replay(self) -> None:
+        """Keep the replay from starting until start_replay() (feedsim: the first subscriber)."""
+        for schedule in self._replay_schedules():
+            schedule.hold()
+
+    def start_replay(self, now_ns: int) -> bool:
+        """Start a held replay's clock at `now_ns`; return whether it was held."""
+        held = [s for s in self._replay_schedules() if not s.started]
+        for schedule in held:
+            schedule.start(now_ns)
+        return bool(held)
+
+    def replay_status(self, now_ns: int) -> dict[str, Any] | None:
+        """Return where the replay stands (None when nothing replays): JSON-ready."""
+        if not self.replaying:
+            return None
+        symbols: dict[str, Any] = {}
+        replay_ns = None
+        for name, feed in self.symbols.items():
+            schedule, source = feed.schedule, feed.source
+            if not isinstance(schedule, ReplaySchedule) or not isinstance(source, ReplaySource):
+                continue
+            bars = source.bars
+            replay_ns = schedule.replay_ns(now_ns)
+            symbols[name] = {
+                "file": bars.source, "bars": len(bars), "interval_s": bars.interval_ns / NS,
+                "first_bar_ns": int(bars.time_ns[0]), "last_bar_ns": int(bars.time_ns[-1]),
+                "ticks_per_bar": schedule.per_bar, "ticks": schedule.total,
+                "published": schedule.taken, "position_ns": schedule.position_ns(),
+                "finished": schedule.finished,
+            }
+        started = all(s.started for s in self._replay_schedules())
+        return {"speed": "max" if math.isinf(self.replay_speed) else self.replay_speed,
+                "started": started,
+                "clock_ns": None if math.isinf(self.replay_speed) or not started else replay_ns,
+                "finished": self.replay_finished, "symbols": symbols}
 
     def next_due_ns(self) -> int:
         """Return when the earliest next tick of any symbol is due."""
@@ -156,22 +240,25 @@ class Feed:
 
     def lag_ns(self, now_ns: int) -> int:
         """Return how late the oldest due tick is at `now_ns` (0 when nothing is overdue)."""
-        return max(0, now_ns - self.next_due_ns())
+        return max(s.schedule.lag_ns(now_ns) for s in self.symbols.values())
 
     def step(self, now_ns: int, max_lag_ns: int | None = None) -> StepResult:
         """Produce every tick due by `now_ns`, at most `max_batch` per symbol.
 
         A symbol more than `max_lag_ns` behind is re-anchored at `now_ns` first: after a stall
-        the feed resumes at the current time instead of replaying a burst of stale ticks.
+        a live feed resumes at the current time instead of bursting stale ticks, and a replay
+        resumes where it was (its clock pauses over the stall).
         """
         batches: list[TickBatch] = []
         reanchored: list[str] = []
         books: dict[str, list[BookDiff]] = {}
         for symbol, feed in self.symbols.items():
-            if max_lag_ns is not None and now_ns - feed.next_due_ns() > max_lag_ns:
+            if max_lag_ns is not None and feed.schedule.lag_ns(now_ns) > max_lag_ns:
                 feed.reanchor(now_ns)
                 reanchored.append(symbol)
-            n = min(feed.due(now_ns), self.max_batch)
+            cap = (min(self.max_batch, MAX_REPLAY_BATCH)
+                   if isinstance(feed.schedule, ReplaySchedule) else self.max_batch)
+            n = min(feed.due(now_ns), cap)
             if n > 0:
                 ticks = feed.produce(n)
                 batches.append(TickBatch(symbol, self.session, ticks))

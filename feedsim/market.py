@@ -30,6 +30,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal, special
 
+from feedsim.prices import PricePath
+
 Floats = npt.NDArray[np.float64]
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600.0  # crypto trades around the clock
@@ -313,7 +315,7 @@ class MarketGroup:
 
 
 class GroupMember:
-    """One symbol's view of its group, as a PriceModel: the next `n` mids.
+    """One symbol's view of its group, as a PriceSource: the next `n` mids, without end.
 
     Members of a group are always advanced together (same rate, same schedule); the group's
     rows are buffered per member so each takes its own column in its own time.
@@ -324,7 +326,17 @@ class GroupMember:
         self.index = index
         self._pending = pending  # shared by the group's members: rows not yet taken, per member
 
+    @property
+    def remaining(self) -> int | None:
+        """A simulated symbol never runs out."""
+        return None
+
+    def path(self, n: int) -> PricePath:
+        """Return the next `n` mids; the quoter draws the trades."""
+        return PricePath(self.advance(n))
+
     def advance(self, n: int) -> Floats:
+        """Return the next `n` mids."""
         queue = self._pending[self.index]
         have = sum(len(a) for a in queue)
         if have < n:

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from scipy import signal
 
 from feedsim.market import Jumps, ModelParams
+from feedsim.prices import Bools, Prints
 from marketdata.symbols import Instrument
 from marketdata.wire import FLAG_BUYER_AGGRESSOR, FLAG_TRADE, Ticks, empty_ticks
 
@@ -94,8 +95,14 @@ class Quoter:
         self._long = np.array([self._a_long * variance])
         self._activity = np.array([0.0])
 
-    def quote(self, mids: Floats) -> Ticks:
-        """Return ticks for `mids` with prices, sizes, trades and volume (seq and ts unset)."""
+    def quote(self, mids: Floats, prints: Prints | None = None) -> Ticks:
+        """Return ticks for `mids` with prices, sizes, trades and volume (seq and ts unset).
+
+        Without `prints` the quoter draws the trades (Poisson counts, Lomax sizes, a random
+        aggressor) at the touch. With them (a replay) those trades print instead, at their own
+        prices: a trade tick's touch is moved, keeping its width, so the aggressed side sits at
+        the trade price (the ask for a buyer, the bid for a seller).
+        """
         n = len(mids)
         ticks = empty_ticks(n)
         if not n:
@@ -113,30 +120,26 @@ class Quoter:
         # Small epsilons keep a mid that sits exactly on the grid from rounding a whole tick away.
         bid = np.maximum(np.floor(mids * (1 - half) / tick + 1e-9) * tick, tick)
         ask = np.maximum(np.ceil(mids * (1 + half) / tick - 1e-9) * tick, bid + tick)
+        if prints is None:
+            traded, buyer, trade_size = self._draw_trades(n, ratio)
+            bid = np.round(bid, self._price_decimals)
+            ask = np.round(ask, self._price_decimals)
+            trade_price = np.where(buyer, ask, bid)
+        else:
+            traded = prints.size > 0
+            width = ask - bid
+            # A buyer lifts an ask at the trade price; a bid a whole spread below it must stay
+            # on the grid above zero, else the print hits the bid instead.
+            buyer = prints.buyer & (prints.price - width >= tick - 1e-9 * tick)
+            trade_price = prints.price
+            bid = np.where(traded, np.where(buyer, trade_price - width, trade_price), bid)
+            ask = np.where(traded, np.where(buyer, trade_price, trade_price + width), ask)
+            trade_size = np.where(traded, prints.size, 0.0)
         ticks["bid"] = np.round(bid, self._price_decimals)
         ticks["ask"] = np.round(ask, self._price_decimals)
         ticks["bid_size"] = sizes[:, 0]
         ticks["ask_size"] = sizes[:, 1]
 
-        # Trades: a Poisson count per tick with a bursty intensity, heavy-tailed sizes.
-        noise = rngs.activity.standard_normal(n) * ACTIVITY_SD * math.sqrt(
-            1 - self._a_activity**2)
-        activity, self._activity = signal.lfilter([1.0], [1.0, -self._a_activity], noise,
-                                                  zi=self._activity)
-        intensity = (self._base_intensity * ratio
-                     * np.exp(activity - ACTIVITY_SD**2 / 2))
-        counts = rngs.counts.poisson(intensity)
-        traded = counts > 0
-        buyer = rngs.sides.random(n) < 0.5
-        trade_size = np.zeros(n)
-        total = int(counts.sum())
-        if total:
-            one = self._lots(self._trade_size * (TRADE_SIZE_TAIL - 1)
-                             * np.minimum(rngs.trade_sizes.pareto(TRADE_SIZE_TAIL, total),
-                                          TRADE_SIZE_CAP / (TRADE_SIZE_TAIL - 1)))
-            starts = (np.cumsum(counts) - counts)[traded]
-            trade_size[traded] = np.round(np.add.reduceat(one, starts), self._size_decimals)
-        trade_price = np.where(buyer, ticks["ask"], ticks["bid"])
         # Forward-fill the last trade over ticks without one.
         idx = np.where(traded, np.arange(n), -1)
         np.maximum.accumulate(idx, out=idx)
@@ -156,6 +159,29 @@ class Quoter:
         self._last_size = float(last_size[-1])
         self._volume = float(volume[-1])  # unrounded, so batching cannot change the sums
         return ticks
+
+    def _draw_trades(self, n: int, ratio: Floats) -> tuple[Bools, Bools, Floats]:
+        """Draw (traded, buyer, size) per tick: a Poisson count with a bursty intensity, sizes
+        heavy-tailed; a tick's trades share one aggressor and are reported as one."""
+        rngs = self._rngs
+        noise = rngs.activity.standard_normal(n) * ACTIVITY_SD * math.sqrt(
+            1 - self._a_activity**2)
+        activity, self._activity = signal.lfilter([1.0], [1.0, -self._a_activity], noise,
+                                                  zi=self._activity)
+        intensity = (self._base_intensity * ratio
+                     * np.exp(activity - ACTIVITY_SD**2 / 2))
+        counts = rngs.counts.poisson(intensity)
+        traded = counts > 0
+        buyer = rngs.sides.random(n) < 0.5
+        trade_size = np.zeros(n)
+        total = int(counts.sum())
+        if total:
+            one = self._lots(self._trade_size * (TRADE_SIZE_TAIL - 1)
+                             * np.minimum(rngs.trade_sizes.pareto(TRADE_SIZE_TAIL, total),
+                                          TRADE_SIZE_CAP / (TRADE_SIZE_TAIL - 1)))
+            starts = (np.cumsum(counts) - counts)[traded]
+            trade_size[traded] = np.round(np.add.reduceat(one, starts), self._size_decimals)
+        return traded, buyer, trade_size
 
     def _vol_ratio(self, mids: Floats) -> Floats:
         """Short-term over long-term volatility at each tick (EWMAs of squared log returns)."""

@@ -5,18 +5,27 @@ subscriptions, then publishes every tick that is due, one frame per symbol. Publ
 XPUB socket so late joiners can be served the last value of each symbol they subscribe to (zguide
 "Last Value Caching"); those replays carry FLAG_SNAPSHOT and repeat a seq already published.
 ZeroMQ drops messages for a subscriber whose queue reaches FEED_SEND_HWM; subscribers see that
-as a gap in seq.
+as a gap in seq. A replay at speed max is the exception: it sets XPUB_NODROP, so a full queue
+refuses the frame and feedsim waits and sends it again: the replay runs as fast as its slowest
+subscriber reads, and loses nothing (and pauses while nobody subscribes). A replay at any speed
+starts its clock at the first subscription, so a subscriber started after feedsim (the bridge,
+under supervisord) sees it from its first bar.
 
 Books go out as diffs after the ticks they belong to (one per book update), with a full snapshot
 every FEED_BOOK_SNAPSHOT_EVERY updates and to every late joiner whose subscription covers the
-book topic, so a subscriber can always start from a snapshot and then apply diffs.
+book topic, so a subscriber can always start from a snapshot and then apply diffs. Book messages
+are never held back, even in a lossless replay: one a full queue refuses is skipped, and its
+readers see a gap in book_seq and resync (``book`` on the control socket, or the next snapshot).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
+import math
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from types import FrameType
 
@@ -34,6 +43,8 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
 MAX_IDLE_WAIT_S = 0.1  # the loop wakes at least this often to notice a stop request
+BACKPRESSURE_WAIT_S = 0.001  # how often a replay at max speed retries a frame a queue refused
+MAX_SPEED_SEND_HWM = 1000  # messages: at max speed a subscriber's queue fills here, not in RAM
 
 
 class FeedMetrics:
@@ -58,6 +69,9 @@ class FeedMetrics:
                              ["symbol"], registry=registry)
         self.book_diffs = Counter("feedsim_book_diffs_total", "Order book diffs published",
                                   ["symbol"], registry=registry)
+        self.replay_position = Gauge("feedsim_replay_position_seconds",
+                                     "Historical time of the latest replayed tick (epoch s)",
+                                     ["symbol"], registry=registry)
         self.tick_children = {s: self.ticks.labels(s) for s in symbols}
         self.book_children = {s: self.books.labels(s) for s in symbols}
         self.book_diff_children = {s: self.book_diffs.labels(s) for s in symbols}
@@ -75,7 +89,16 @@ class FeedServer:
         self.clock = clock
         self.pub = context.socket(zmq.XPUB)
         self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # see every subscribe, to replay last values
-        self.pub.setsockopt(zmq.SNDHWM, config.send_hwm)
+        self.lossless = feed.replaying and math.isinf(config.replay_speed)
+        if feed.replaying:
+            # Every unsubscribe too, so feedsim knows whether anyone still listens.
+            self.pub.setsockopt(zmq.XPUB_VERBOSER, 1)
+        if self.lossless:
+            self.pub.setsockopt(zmq.XPUB_NODROP, 1)
+            self.pub.setsockopt(zmq.SNDHWM, min(config.send_hwm or MAX_SPEED_SEND_HWM,
+                                                MAX_SPEED_SEND_HWM))
+        else:
+            self.pub.setsockopt(zmq.SNDHWM, config.send_hwm)
         self.pub.setsockopt(zmq.LINGER, 0)
         self.control = context.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.LINGER, 0)
@@ -85,6 +108,11 @@ class FeedServer:
         self.poller.register(self.pub, zmq.POLLIN)
         self.poller.register(self.control, zmq.POLLIN)
         self._running = False
+        self._replay_announced = False
+        self._unsent: deque[wire.TickBatch] = deque()  # frames a full queue refused (lossless)
+        self._subscriptions: collections.Counter[bytes] = collections.Counter()  # live (replay)
+        if feed.replaying:
+            feed.hold_replay()  # until the first subscriber, so nobody misses the start
 
     @property
     def pub_address(self) -> str:
@@ -103,6 +131,13 @@ class FeedServer:
         max_lag_ns = int(self.config.max_lag_s * 1e9)
         last_step = 0.0
         while self._running:
+            if self._unsent:
+                self._serve_sockets(BACKPRESSURE_WAIT_S)
+                self._send_unsent()
+                continue
+            if self.lossless and not self._subscriptions:
+                self._serve_sockets(MAX_IDLE_WAIT_S)  # at max speed, pause while nobody listens
+                continue
             now_ns = self.clock()
             wake_ns = self.feed.next_due_ns()
             wait_s = max((wake_ns - now_ns) / 1e9, last_step + min_interval - time.monotonic())
@@ -117,8 +152,37 @@ class FeedServer:
                 self.metrics.reanchors.labels(symbol).inc()
                 log.warning("schedule reset after a stall", extra={"symbol": symbol})
             for batch in result.batches:
-                self._publish(batch)
+                if self._unsent or not self._publish(batch):
+                    self._unsent.append(batch)
                 self._publish_book(batch.symbol, result.books.get(batch.symbol, []))
+            if self.feed.replaying:
+                self._track_replay(result.batches)
+
+    def _follow_subscription(self, subscribe: bool, prefix: bytes) -> None:
+        """Count live subscriptions (XPUB_VERBOSER); the first one starts a held replay."""
+        if subscribe:
+            self._subscriptions[prefix] += 1
+            if self.feed.start_replay(self.clock()):
+                log.info("replay started: first subscriber", extra={
+                    "speed": "max" if math.isinf(self.config.replay_speed)
+                    else self.config.replay_speed})
+        elif self._subscriptions[prefix] > 1:
+            self._subscriptions[prefix] -= 1
+        else:
+            del self._subscriptions[prefix]
+
+    def _track_replay(self, batches: list[wire.TickBatch]) -> None:
+        """Follow the replay's position; say once, when the files are done, that it ended."""
+        for batch in batches:
+            self.metrics.replay_position.labels(batch.symbol).set(
+                int(batch.ticks["ts_ns"][-1]) / 1e9)
+        if self.feed.replay_finished and not self._replay_announced:
+            self._replay_announced = True
+            status = self.feed.replay_status(self.clock()) or {}
+            log.info("replay finished: every bar published; the feed stays up, publishing "
+                     "nothing more", extra={"symbols": {
+                         s: {"ticks": v["published"], "bars": v["bars"], "file": v["file"]}
+                         for s, v in status.get("symbols", {}).items()}})
 
     def stop(self) -> None:
         """Ask run() to return after its current turn."""
@@ -129,13 +193,20 @@ class FeedServer:
         self.pub.close(linger=0)
         self.control.close(linger=0)
 
-    def _publish(self, batch: wire.TickBatch) -> None:
+    def _publish(self, batch: wire.TickBatch) -> bool:
+        """Send one frame; return False when a full queue refused it (only with XPUB_NODROP)."""
         try:
             self.pub.send_multipart(wire.encode(batch), copy=False, flags=zmq.NOBLOCK)
         except zmq.Again:
-            return  # only with XPUB_NODROP; PUB semantics drop silently at the HWM
+            return False  # PUB semantics (no XPUB_NODROP) drop silently at the HWM instead
         self.metrics.tick_children[batch.symbol].inc(len(batch))
         self.metrics.frame_children[batch.symbol].inc()
+        return True
+
+    def _send_unsent(self) -> None:
+        """Send refused frames again, in order, until one is refused again."""
+        while self._unsent and self._publish(self._unsent[0]):
+            self._unsent.popleft()
 
     def _publish_book(self, symbol: str, diffs: list[wire.BookDiff]) -> None:
         """Publish `symbol`'s book diffs of this step, then a snapshot if one fell due.
@@ -199,20 +270,54 @@ class FeedServer:
                 message = self.pub.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if not message or message[0] != 1:
-                continue  # an unsubscribe
+            if not message or message[0] not in (0, 1):
+                continue
             prefix = message[1:]
+            if self.feed.replaying:
+                self._follow_subscription(message[0] == 1, prefix)
+            if message[0] != 1:
+                continue  # an unsubscribe
             for symbol in self.feed.symbols:
                 last = self.feed.last(symbol)
                 if last is not None and wire.topic(symbol).startswith(prefix):
                     replay = last.copy()
                     replay["flags"] |= wire.FLAG_SNAPSHOT
-                    self.pub.send_multipart(
-                        wire.encode(wire.TickBatch(symbol, self.feed.session, replay)))
-                    self.metrics.snapshots.inc()
+                    try:
+                        # Lossless (XPUB_NODROP), a full queue would block the writer: skip.
+                        self.pub.send_multipart(
+                            wire.encode(wire.TickBatch(symbol, self.feed.session, replay)),
+                            flags=zmq.NOBLOCK if self.lossless else 0)
+                        self.metrics.snapshots.inc()
+                    except zmq.Again:
+                        pass  # the next ticks follow soon enough
                 if wire.book_topic(symbol).startswith(prefix):
                     # The clone pattern: the book as of now; every later diff applies to it.
                     self._send_book(symbol)
+
+
+def _log_replay(feed: Feed, config: FeedConfig) -> None:
+    """Say what each replayed file holds and what the importer had to do with it."""
+    status = feed.replay_status(time.time_ns())
+    if status is None:
+        return
+    for s in config.symbols:
+        bars = s.replay
+        if bars is None:
+            continue
+        report = bars.report
+        info = status["symbols"][s.instrument.symbol]
+        log.info("replay loaded", extra={
+            "symbol": s.instrument.symbol, "file": bars.source, "bars": len(bars),
+            "interval_s": info["interval_s"], "first_bar_ns": info["first_bar_ns"],
+            "last_bar_ns": info["last_bar_ns"], "ticks_per_bar": info["ticks_per_bar"],
+            "speed": status["speed"], "prices_moved_to_tick_grid": bars.moved,
+            "zero_volume_bars": bars.zero_volume, "low_volume_bars": bars.short_volume,
+        })
+        if report is not None and report.issues:
+            log.warning("replay file had problems; dropped bars are not replayed", extra={
+                "symbol": s.instrument.symbol, "file": bars.source, "dropped": report.dropped,
+                "repaired": report.repaired, "missing_bars": report.missing_bars,
+                "report": report.render(max_details=5)})
 
 
 def main() -> None:
@@ -230,7 +335,9 @@ def main() -> None:
         start_http_server(config.metrics_port, addr="127.0.0.1", registry=registry)
     feed = Feed(config.symbols, config.seed, time.time_ns(), ahead_s=config.ahead_s,
                 step_s=config.universe.step_s, correlations=config.universe.correlations,
-                book_levels=config.book_levels, book_interval_s=config.book_interval_s)
+                book_levels=config.book_levels, book_interval_s=config.book_interval_s,
+                replay_speed=config.replay_speed)
+    _log_replay(feed, config)
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
         server = FeedServer(config, feed, context, metrics)
