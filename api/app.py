@@ -20,10 +20,10 @@ from redis.retry import Retry
 from api import errors, resources
 from api.config import ApiConfig
 from api.middleware import RequestMetrics, RequestMiddleware
-from api.store import RedisStore, Store
-from bridge.history import Keys
 from marketdata import logs
+from marketdata.layout import Keys
 from marketdata.settings import environ
+from marketdata.store import RedisStore, Store
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import falcon
 
-from api.store import StoreError, StoreUnavailable
 from marketdata.errors import InvalidParameter, InvalidSymbol, MarketDataError, UnknownSymbol
+from marketdata.store import StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ from api.params import (
     single_values,
     trades_query,
 )
-from api.store import Store, StoreError, StoreUnavailable
 from marketdata import candles, correlations
 from marketdata.errors import InvalidParameter
 from marketdata.queries import book_depth
+from marketdata.store import Store, StoreError, StoreUnavailable
 from marketdata.symbols import Instrument, Instruments
 
 log = logging.getLogger(__name__)

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from api.store import LatestTick
 from marketdata import trades as mdtrades
 from marketdata import wire
 from marketdata.candles import Candle, Summary
 from marketdata.correlations import Correlations, Grid
+from marketdata.store import LatestTick
 from marketdata.symbols import Instrument
 
 TICK_FIELDS = ("seq", "ts_ns", "timestamp", "timestamp_ms", "bid", "ask", "mid", "last",

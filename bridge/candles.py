@@ -50,9 +50,9 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from bridge.config import DEFAULT_CANDLE_RETENTION_S
-from bridge.history import Keys
 from marketdata import candles, wire
 from marketdata.candles import Candle, CandleAggregator
+from marketdata.layout import Keys
 
 log = logging.getLogger(__name__)
 

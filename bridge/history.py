@@ -45,6 +45,7 @@ from redis.exceptions import RedisError
 
 from marketdata import wire
 from marketdata.errors import WireError
+from marketdata.layout import Keys, parse_id
 
 if TYPE_CHECKING:
     from bridge.candles import CandleWriter
@@ -58,39 +59,6 @@ StreamRows = list[tuple[bytes, dict[bytes, bytes]]]
 ENTRY_MAX_TICKS = 4096  # keeps one stream entry (and one XRANGE row) small
 DROP_LOG_INTERVAL_S = 5.0
 FLUSH_MAX_TICKS = 200_000  # bounds one pipeline (about 16 MB) and the time it holds the loop
-
-
-@dataclass(frozen=True)
-class Keys:
-    """Redis key names under one prefix."""
-
-    prefix: str
-
-    @property
-    def instruments(self) -> str:
-        return f"{self.prefix}instruments"
-
-    def ticks(self, symbol: str) -> str:
-        return f"{self.prefix}ticks:{symbol}"
-
-    def candles(self, symbol: str, interval: str) -> str:
-        """The sorted set of `symbol`'s candles of `interval` (layout in bridge.candles)."""
-        return f"{self.prefix}candles:{symbol}:{interval}"
-
-    def book(self, symbol: str) -> str:
-        """The string holding `symbol`'s latest order book (layout in bridge.recent)."""
-        return f"{self.prefix}book:{symbol}"
-
-    def trades(self, symbol: str) -> str:
-        """The list of `symbol`'s recent trades, newest first (layout in bridge.recent)."""
-        return f"{self.prefix}trades:{symbol}"
-
-
-def parse_id(entry_id: bytes | str) -> tuple[int, int]:
-    """Split a stream id "ms-n" into integers."""
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    ms, _, n = text.partition("-")
-    return int(ms), int(n or 0)
 
 
 class HistoryMetrics:

@@ -17,61 +17,22 @@ history stores, so the list holds exactly the trade ticks of history. A flush th
 out may have been applied in part: the trade writer then re-reads the head of each list before
 its next write and skips the trades already there, so a retry never stores a trade twice.
 
-A stored book, little-endian::
-
-    offset size type  field
-    0      4    bytes magic     b"BK1\\0"
-    4      8    u64   session
-    12     8    u64   book_seq
-    20     8    u64   tick_seq  the tick whose touch the book shows
-    28     8    i64   ts_ns     that tick's time
-    36     4    u32   n_bids
-    40     4    u32   n_asks
-    44     16 * (n_bids + n_asks)  (price f64, size f64) levels: bids best first, then asks
+The stored book's layout is in ``marketdata.layout``.
 """
 
 from __future__ import annotations
 
-import struct
 from typing import Any, cast
 
-import numpy as np
 import redis.asyncio as aioredis
 
-from bridge.history import Keys
 from marketdata import trades as mdtrades
 from marketdata import wire
+from marketdata.layout import Keys, pack_book
 from marketdata.queries import MAX_TRADES_LIMIT
-
-BOOK_MAGIC = b"BK1\0"
-_BOOK = struct.Struct("<4sQQQqII")
-BOOK_HEADER_SIZE = _BOOK.size
 
 TakenTrades = list[tuple[str, mdtrades.Trades]]
 """(symbol, its trades oldest first) for each symbol with trades to write."""
-
-
-def pack_book(book: wire.BookSnapshot) -> bytes:
-    """Return the stored form of `book`."""
-    header = _BOOK.pack(BOOK_MAGIC, book.session, book.book_seq, book.tick_seq, book.ts_ns,
-                        len(book.bids), len(book.asks))
-    return (header + book.bids.astype(wire.LEVEL_DTYPE, copy=False).tobytes()
-            + book.asks.astype(wire.LEVEL_DTYPE, copy=False).tobytes())
-
-
-def unpack_book(symbol: str, data: bytes) -> wire.BookSnapshot:
-    """Return the book stored in `data`; raise ValueError if it is not one."""
-    if len(data) < BOOK_HEADER_SIZE:
-        raise ValueError(f"{len(data)} bytes is shorter than a book header")
-    magic, session, book_seq, tick_seq, ts_ns, n_bids, n_asks = _BOOK.unpack_from(data)
-    if magic != BOOK_MAGIC:
-        raise ValueError(f"bad magic {magic!r}, expected {BOOK_MAGIC!r}")
-    size = wire.LEVEL_DTYPE.itemsize
-    if len(data) != BOOK_HEADER_SIZE + (n_bids + n_asks) * size:
-        raise ValueError(f"{len(data)} bytes do not hold {n_bids} bids and {n_asks} asks")
-    levels = np.frombuffer(data, dtype=wire.LEVEL_DTYPE, offset=BOOK_HEADER_SIZE).copy()
-    return wire.BookSnapshot(symbol, session, book_seq, tick_seq, ts_ns, levels[:n_bids],
-                             levels[n_bids:])
 
 
 class BookWriter:

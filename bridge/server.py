@@ -29,20 +29,21 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from redis.exceptions import RedisError
 
-from api.store import RedisStore
 from bridge import FeedUnavailable, handlers
 from bridge.candles import CandleMetrics, CandleWriter
 from bridge.config import BridgeConfig
 from bridge.fanout import Hub
 from bridge.feed import ControlClient, FeedState, TickSubscription
-from bridge.history import HistoryMetrics, HistoryWriter, Keys, StreamRows
+from bridge.history import HistoryMetrics, HistoryWriter, StreamRows
 from bridge.recent import BookWriter, TradeWriter
 from bridge.service import MarketDataService, StreamMetrics
 from marketdata import logs, wire
 from marketdata import marketdata_pb2 as pb
 from marketdata.errors import ConfigError, WireError
+from marketdata.layout import Keys
 from marketdata.sequence import SequenceTracker
 from marketdata.settings import environ
+from marketdata.store import RedisStore
 from marketdata.symbols import Instruments
 
 log = logging.getLogger(__name__)

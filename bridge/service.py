@@ -6,10 +6,11 @@ slow consumer RESOURCE_EXHAUSTED. Every stream starts with the latest tick of ea
 symbol (flag SNAPSHOT) and continues with every later tick in order, so a client never waits for
 the next tick and never sees a gap that the bridge did not see.
 
-History, candles and trades are read from Redis through the API's own reader (``api.store``), so
-both front ends answer a request alike; their arguments go through the same checks
-(``marketdata.queries``). That reader is synchronous, so it runs on a small thread pool and never
-blocks the event loop that feeds the streams. The order book comes from the feed state in memory.
+History, candles and trades are read from Redis with the reader the API uses
+(``marketdata.store``), so both front ends answer a request alike; their arguments go through the
+same checks (``marketdata.queries``). That reader is synchronous, so it runs on a small thread
+pool and never blocks the event loop that feeds the streams. The order book comes from the feed
+state in memory.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import numpy as np
 from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from api.store import Store, StoreError, StoreUnavailable
 from bridge import SlowConsumer
 from bridge.fanout import ConflatingSubscriber, Hub, Subscriber
 from bridge.feed import FeedState
@@ -38,6 +38,7 @@ from marketdata import marketdata_pb2_grpc as pb_grpc
 from marketdata import trades as mdtrades
 from marketdata.candles import Candle, Interval
 from marketdata.errors import InvalidParameter, InvalidSymbol, UnknownSymbol
+from marketdata.store import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

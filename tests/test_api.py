@@ -21,11 +21,11 @@ from api.app import create_app
 from api.config import ApiConfig
 from api.errors import InvalidParameter
 from api.params import MAX_EPOCH_MS, parse_timestamp
-from api.store import LatestTick, MemoryStore, RedisStore, Store
 from api.views import rfc3339
-from bridge.history import Keys
 from marketdata import wire
 from marketdata.errors import ConfigError
+from marketdata.layout import Keys
+from marketdata.store import LatestTick, MemoryStore, RedisStore, Store
 from marketdata.symbols import Instrument
 from tests.conftest import free_port
 

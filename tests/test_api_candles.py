@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from api.config import ApiConfig
-from api.store import MemoryStore
 from api.views import CANDLE_FIELDS, STATS_FIELDS
 from marketdata import wire
+from marketdata.store import MemoryStore
 from marketdata.symbols import Instrument
 from tests.test_api import (
     BTC,

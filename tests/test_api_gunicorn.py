@@ -20,8 +20,8 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.history import Keys
 from marketdata import wire
+from marketdata.layout import Keys
 from tests.conftest import free_port
 from tests.test_store_contract import BTC, ETH, make_ticks, split, write_history
 

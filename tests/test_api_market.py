@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from falcon import testing
 
-from api.store import MemoryStore
 from api.views import BOOK_FIELDS, TRADE_FIELDS
 from marketdata import wire
 from marketdata.candles import ONE_MINUTE
+from marketdata.store import MemoryStore
 from marketdata.symbols import Instrument
 from tests.test_api import (
     BTC,

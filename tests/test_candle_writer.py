@@ -14,9 +14,10 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from bridge.candles import CandleMetrics, CandleWriter
-from bridge.history import HistoryMetrics, HistoryWriter, Keys
+from bridge.history import HistoryMetrics, HistoryWriter
 from marketdata import wire
 from marketdata.candles import BY_NAME, INTERVALS, Candle, CandleAggregator, unpack
+from marketdata.layout import Keys
 from tests.test_candles import T0, S, ticks_at
 from tests.test_history_writer import stored
 

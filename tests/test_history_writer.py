@@ -10,8 +10,9 @@ import redis
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from bridge.history import HistoryMetrics, HistoryWriter, Keys, parse_id
+from bridge.history import HistoryMetrics, HistoryWriter
 from marketdata import wire
+from marketdata.layout import Keys, parse_id
 
 
 def batch(symbol: str, first: int, n: int, t0_ms: int, session: int = 1) -> wire.TickBatch:

@@ -13,10 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from bridge.history import HistoryMetrics, HistoryWriter, Keys
-from bridge.recent import BookWriter, TradeWriter, pack_book, unpack_book
+from bridge.history import HistoryMetrics, HistoryWriter
+from bridge.recent import BookWriter, TradeWriter
 from marketdata import trades as mdtrades
 from marketdata import wire
+from marketdata.layout import Keys, pack_book, unpack_book
 
 
 def batch(symbol: str, first: int, n: int, session: int = 1,

@@ -19,13 +19,14 @@ from prometheus_client import CollectorRegistry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from api.store import MemoryStore, RedisStore, Store, StoreError, StoreUnavailable
 from bridge.candles import CandleMetrics, CandleWriter
-from bridge.history import HistoryMetrics, HistoryWriter, Keys
+from bridge.history import HistoryMetrics, HistoryWriter
 from bridge.recent import BookWriter, TradeWriter
 from marketdata import trades as mdtrades
 from marketdata import wire
 from marketdata.candles import BY_NAME, INTERVALS, Candle, CandleAggregator, Interval, pack
+from marketdata.layout import Keys
+from marketdata.store import MemoryStore, RedisStore, Store, StoreError, StoreUnavailable
 from marketdata.symbols import Instrument
 from tests.conftest import free_port
 

@@ -27,13 +27,12 @@ import orjson
 import redis
 import redis.exceptions
 
-from bridge.history import Keys, parse_id
-from bridge.recent import unpack_book
 from marketdata import candles as mdcandles
 from marketdata import trades as mdtrades
 from marketdata import wire
 from marketdata.candles import Candle, CandleAggregator, Interval
 from marketdata.errors import MarketDataError, WireError
+from marketdata.layout import Keys, parse_id, unpack_book
 from marketdata.queries import MAX_TRADES_LIMIT
 from marketdata.symbols import Instrument, Instruments
 
