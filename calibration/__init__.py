@@ -5,7 +5,8 @@ Four steps, each a pure function of its inputs (and of a seed where it draws):
 * import: :func:`parse_ohlcv` reads CryptoDataDownload (Bitstamp, Binance) and Binance kline CSV
   text into :class:`Bars`, listing every repaired or dropped row in an :class:`ImportReport`;
 * fit: :func:`fit_garch_t` estimates GARCH(1,1) with Student-t innovations (the feed's own
-  :class:`feedsim.market.GarchParams`) and
+  :class:`feedsim.market.GarchParams`), its tail index (:func:`tail_index`) bounded by the data's,
+  and
   :func:`correlate` the return correlation of two symbols;
 * simulate: :func:`simulate_garch_t` draws returns from fitted parameters;
 * score: :func:`evaluate` fits, simulates and compares in a :class:`Scorecard`;
@@ -40,6 +41,7 @@ from calibration.garch import (
     params_to_toml,
     simulate_garch_t,
     simulate_pair,
+    tail_index,
 )
 from calibration.importer import Action, ImportReport, Issue, IssueKind, parse_ohlcv
 from calibration.score import Evaluation, Scorecard, ScoreRow, evaluate, scorecard
@@ -86,4 +88,5 @@ __all__ = [
     "scorecard",
     "simulate_garch_t",
     "simulate_pair",
+    "tail_index",
 ]

@@ -16,7 +16,7 @@ from typing import NoReturn
 
 from calibration.bars import Bars, log_returns
 from calibration.errors import CalibrationError
-from calibration.garch import correlate, fit_garch_t, params_to_toml
+from calibration.garch import correlate, fit_garch_t, params_to_toml, tail_index
 from calibration.importer import parse_ohlcv
 from calibration.render import render_comparison
 from calibration.score import evaluate
@@ -129,13 +129,15 @@ def _fit(args: argparse.Namespace) -> int:
     _, returns = log_returns(bars)
     params = fit_garch_t(returns, bars.interval_s)
     toml = params_to_toml(params, comment=f"fitted on {Path(args.file).name}, "
-                          f"{returns.size} returns")
+                          f"{returns.size} returns; return tail index "
+                          f"{tail_index(params):.2f}")
     if args.out is None:
         sys.stdout.write(toml)
     else:
         _write(args.out, toml.encode())
         sys.stdout.write(f"wrote {args.out}: alpha {params.alpha:.4f} beta {params.beta:.4f} "
-                         f"nu {params.nu:.3f}, annualised volatility "
+                         f"nu {params.nu:.3f}, tail index {tail_index(params):.2f}, annualised "
+                         f"volatility "
                          f"{params.annualised_volatility:.1%}\n")
     return 0
 
@@ -151,7 +153,8 @@ def _score(args: argparse.Namespace) -> int:
         params = evaluation.params
         data["params"] = {"mu": params.mu, "omega": params.omega, "alpha": params.alpha,
                           "beta": params.beta, "nu": params.nu, "interval_s": params.interval_s,
-                          "annualised_volatility": params.annualised_volatility}
+                          "annualised_volatility": params.annualised_volatility,
+                          "tail_index": tail_index(params)}
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
         sys.stdout.write(card.render() + "\n")

@@ -3,8 +3,8 @@
 The file lives in the project's shared data (read-only), beside the repository:
 ``<repo>/../shared/data`` or wherever ``MDS_SHARED_DATA`` points. A missing file fails the test.
 
-Plain GARCH(1,1)-t does not meet every criterion; each assertion below says which it meets and,
-for the one it misses, asserts what it does achieve (see the comments and the package report).
+The calibrated generator must pass the issue's five criteria, and not for one lucky seed: seed
+0 and each of the seeds 0 to 9 are scored (about 93% of seeds pass, measured over 200).
 """
 
 from __future__ import annotations
@@ -13,12 +13,31 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from calibration import IssueKind, evaluate, parse_ohlcv, render_comparison
+from calibration import (
+    IssueKind,
+    Scorecard,
+    evaluate,
+    parse_ohlcv,
+    render_comparison,
+    scorecard,
+    simulate_garch_t,
+)
+from calibration.garch import TAIL_FRACTION, fit_garch_t, tail_index
 
 FILE = "bitstamp_btcusd_1h.csv"
 SEED = 0
+SEEDS = range(10)
+CRITERIA = ("annualised volatility", "excess kurtosis", "Hill index, top 2.5%",
+            "Hill index, top 5.0%", "ACF r lag 1", "ACF |r| lag 10")
+
+
+def failed_criteria(card: Scorecard) -> list[str]:
+    """Return the issue's criteria that `card` fails, with the generated values."""
+    return [f"{name} {card.row(name).generated:.3f}" for name in CRITERIA
+            if not card.row(name).passed]
 
 
 def shared_data() -> Path:
@@ -59,7 +78,7 @@ def test_full_bitstamp_file_calibrates_and_scores() -> None:
     real_vol = real("annualised volatility")
     assert real_vol == pytest.approx(0.758, abs=0.005)           # the data README's ~76%
     assert params.annualised_volatility == pytest.approx(real_vol, rel=1e-6)
-    assert 2.0 < params.nu < 5.0 and 0.95 < params.alpha + params.beta < 1.0
+    assert 3.0 < params.nu < 5.0 and 0.98 < params.alpha + params.beta < 1.0
 
     # the real side matches the data README's reference figures
     assert real("excess kurtosis") == pytest.approx(42.6, abs=0.5)
@@ -68,20 +87,22 @@ def test_full_bitstamp_file_calibrates_and_scores() -> None:
     assert real("ACF |r| lag 1") == pytest.approx(0.28, abs=0.03)
     assert 0.10 <= real("ACF |r| lag 100") <= 0.17
 
-    # the issue's criteria that the simulated GARCH(1,1)-t path meets
-    assert card.row("excess kurtosis").passed                     # > 5
-    assert card.row("Hill index, top 2.5%").passed                # 2 to 5
-    assert card.row("Hill index, top 5.0%").passed
-    assert card.row("ACF |r| lag 10").passed                      # > 0.1
-    assert card.row("ACF r lag 1").passed                         # within +-0.05
+    # the plain maximum likelihood fit's tail (2 kappa ~ 2.2) is fatter than the data's; the
+    # fit is held at the data's Hill index, which is what lets one path show the real volatility
+    plain = fit_garch_t(result.real, params.interval_s, bound_tail=False)
+    assert tail_index(plain) < 2.3
+    assert tail_index(params) == pytest.approx(real("Hill index, top 2.5%"), abs=1e-3)
+    assert TAIL_FRACTION == 0.025
 
-    # the criterion it misses: volatility within 20% of real. The fit is near-integrated
-    # (alpha + beta ~ 0.998) with nu ~ 3.2, so a path's sample variance is dominated by rare
-    # bursts: its median is about 45% of the model's (and the real) variance, and seed 0 gives
-    # 0.51 against 0.76. What it does achieve: within 35% of real, and below it.
-    vol = card.row("annualised volatility")
-    assert not vol.passed
-    assert 0.65 * real_vol <= vol.generated < real_vol
+    # the issue's criteria, every one, on seed 0 ...
+    assert failed_criteria(card) == []
+    assert 0.8 * real_vol <= card.row("annualised volatility").generated <= 1.2 * real_vol
+
+    # ... and on each of ten seeds, so the pass is not one lucky draw
+    for seed in SEEDS:
+        generated = simulate_garch_t(params, result.real.size, np.random.default_rng(seed))
+        other = scorecard(result.real, generated, params.interval_s, seed=seed)
+        assert failed_criteria(other) == [], f"seed {seed}"
 
     assert 20_000 < len(png) and png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert imported - started < 5.0 and scored - imported < 10.0
+    assert imported - started < 5.0 and scored - imported < 15.0

@@ -24,9 +24,16 @@ from calibration import (
     parse_ohlcv,
     simulate_garch_t,
     simulate_pair,
+    stats,
 )
 from calibration.bars import Floats
-from calibration.garch import conditional_variance, standardised_residuals
+from calibration.garch import (
+    TAIL_FRACTION,
+    conditional_variance,
+    power_moment,
+    standardised_residuals,
+    tail_index,
+)
 
 DATA = Path(__file__).parent / "data"
 HOUR = 3600.0
@@ -106,6 +113,45 @@ def test_fit_recovers_known_parameters(truth: GarchParams, n: int, seed: int) ->
     # the maximum is at least as likely as the truth, and variance targeting holds exactly
     assert garch_t_nll(fitted, returns) <= garch_t_nll(truth, returns)
     assert fitted.unconditional_variance == pytest.approx(float(np.var(returns)))
+
+
+@pytest.mark.parametrize(("alpha", "beta", "nu"), [(0.05, 0.9, 5.0), (0.2, 0.7, 10.0),
+                                                   (0.04, 0.95, 3.6)])
+def test_power_moments_by_hand(alpha: float, beta: float, nu: float) -> None:
+    # E[beta + alpha z^2] = alpha + beta; E[(beta + alpha z^2)^2] needs E[z^4] = 3 (nu-2)/(nu-4)
+    assert power_moment(alpha, beta, nu, 0.0) == pytest.approx(1.0, rel=1e-10)
+    assert power_moment(alpha, beta, nu, 1.0) == pytest.approx(alpha + beta, rel=1e-10)
+    if nu > 4:
+        kurtosis = 3 * (nu - 2) / (nu - 4)
+        assert power_moment(alpha, beta, nu, 2.0) == pytest.approx(
+            beta**2 + 2 * alpha * beta + alpha**2 * kurtosis, rel=1e-10)
+    assert power_moment(alpha, beta, nu, nu / 2) == math.inf
+
+
+def test_tail_index_by_hand() -> None:
+    # the fourth moment of e is finite exactly when 2 kappa > 4: at equality the index is 4
+    nu, alpha = 8.0, 0.2
+    kurtosis = 3 * (nu - 2) / (nu - 4)
+    beta = -alpha + math.sqrt(alpha**2 - alpha**2 * kurtosis + 1)  # b^2 + 2ab + a^2 k = 1
+    assert tail_index(garch(alpha=alpha, beta=beta, nu=nu)) == pytest.approx(4.0, abs=1e-6)
+    assert tail_index(garch(alpha=0.0, beta=0.9, nu=7.0)) == 7.0
+    # fatter innovations or a stronger reaction to them fatten the returns' tail
+    assert tail_index(garch(alpha=0.05, beta=0.9, nu=5.0)) > tail_index(
+        garch(alpha=0.1, beta=0.85, nu=5.0)) > tail_index(garch(alpha=0.1, beta=0.85, nu=4.0))
+
+
+def test_fit_bounds_the_tail_by_the_data() -> None:
+    # volatility regimes: the plain maximum reads the level shifts as a near-integrated GARCH
+    # with a tail fatter than the data's; the default fit stops at the data's Hill index
+    rng = np.random.default_rng(3)
+    returns = np.concatenate([s * rng.standard_t(5, 3000) for s in (0.01, 0.03, 0.01, 0.02)])
+    hill = stats.hill_index(returns, TAIL_FRACTION)
+    plain = fit_garch_t(returns, HOUR, bound_tail=False)
+    bounded = fit_garch_t(returns, HOUR)
+    assert tail_index(plain) < hill - 0.2
+    assert tail_index(bounded) == pytest.approx(hill, abs=1e-3)
+    assert garch_t_nll(plain, returns) < garch_t_nll(bounded, returns)
+    assert bounded.unconditional_variance == pytest.approx(float(np.var(returns)))
 
 
 def test_fit_is_deterministic() -> None:

@@ -216,7 +216,8 @@ def test_cli_import_prints_the_report(capsys: pytest.CaptureFixture[str]) -> Non
 def test_cli_fit_writes_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_file = tmp_path / "params.toml"
     status, out, _ = run(["fit", str(BTC), "--out", str(out_file)], capsys)
-    assert status == 0 and out.startswith(f"wrote {out_file}")
+    assert status == 0 and out.startswith(f"wrote {out_file}") and ", tail index " in out
+    assert "; return tail index " in out_file.read_text().splitlines()[0]
     table = tomllib.loads(out_file.read_text())["garch"]
     assert table["interval_s"] == 3600.0 and 2.0 < table["nu"]
     assert table["alpha"] + table["beta"] < 1.0
@@ -232,7 +233,9 @@ def test_cli_score_json_png_and_exit_status(tmp_path: Path,
     data = json.loads(out)
     assert status == (0 if data["passed"] else 1)
     assert data["seed"] == 3 and data["n_generated"] == 400 and len(data["rows"]) == 11
-    assert set(data["params"]) >= {"mu", "omega", "alpha", "beta", "nu", "interval_s"}
+    assert set(data["params"]) >= {"mu", "omega", "alpha", "beta", "nu", "interval_s",
+                                   "tail_index"}
+    assert 2.0 < data["params"]["tail_index"] <= data["params"]["nu"]
     assert png_size(png.read_bytes()) == (1000, 1100)
     status_again, table, _ = run(["score", str(BITSTAMP), "--seed", "3", "--bars", "400"],
                                  capsys)
