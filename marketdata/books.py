@@ -88,6 +88,12 @@ class OrderBook:
 
     def apply_diff(self, diff: wire.BookDiff) -> Outcome:
         """Apply `diff` if it follows the book; otherwise say why not."""
+        if diff.prev_book_seq == 0 and (not self.synced or diff.session != self.session):
+            # A session's first update applies to the empty book (book_seq 0): a reader there
+            # from the start, or following a feed restart, needs no snapshot.
+            self._pending.append(diff)
+            return self.apply_snapshot(wire.BookSnapshot(
+                self.symbol, diff.session, 0, 0, 0, wire.empty_levels(), wire.empty_levels()))
         if not self.synced:
             self._pending.append(diff)
             return Outcome(Status.WAITING)

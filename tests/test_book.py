@@ -134,12 +134,14 @@ def test_snapshot_plus_diffs_equals_the_full_book_at_every_step(
     for i, tenths in enumerate(steps):
         now += tenths * NS // 10
         diffs = feed.step(now).books.get(symbol, [])
-        if i == join or (i < join and not diffs):
+        if i < join:
+            continue  # not subscribed yet
+        if i == join:
             reader.apply(wire.decode_book(wire.encode_book(feed.book(symbol))))
             continue
         for diff in diffs:
             status = reader.apply(wire.decode_book_diff(wire.encode_book_diff(diff))).status
-            assert status == (Status.APPLIED if i > join else Status.WAITING)
+            assert status == Status.APPLIED
         if i > join:
             full = feed.book(symbol)
             got = reader.snapshot()
@@ -188,6 +190,23 @@ def test_diffs_before_the_first_snapshot_wait_and_old_ones_are_dropped() -> None
     assert Status.STALE == book.apply(_diff(3, bids=[(2.0, 1.0)])).status
     assert Status.STALE == book.apply(_snapshot(3, [], [])).status  # a replay for a late joiner
     assert 2 == len(book.bids)
+
+
+def test_a_reader_there_from_the_start_needs_no_snapshot() -> None:
+    """A session's first diff applies to the empty book (book_seq 0): a reader subscribed before
+    the first update (so no late-join snapshot came) is in sync from it, and after a feed
+    restart the new session's first diff resyncs without a gap."""
+    feed = Feed(SYMBOLS, 9, 0)
+    reader = OrderBook("BTC-USD")
+    for diff in feed.step(3 * NS).books["BTC-USD"]:
+        assert Status.APPLIED == reader.apply(diff).status
+    assert feed.book("BTC-USD").bids.tobytes() == reader.bids.tobytes()
+    assert feed.book("BTC-USD").asks.tobytes() == reader.asks.tobytes()
+    restarted = Feed(SYMBOLS, 9, 10 * NS)
+    for diff in restarted.step(12 * NS).books["BTC-USD"]:
+        assert Status.APPLIED == reader.apply(diff).status
+    assert (restarted.session, 0) == (reader.session, reader.gaps)
+    assert restarted.book("BTC-USD").asks.tobytes() == reader.asks.tobytes()
 
 
 def test_a_new_feed_session_is_a_gap_until_its_snapshot() -> None:

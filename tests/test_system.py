@@ -23,6 +23,10 @@ pytestmark = pytest.mark.integration
 def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[System]:
     with running(tmp_path_factory.mktemp("system"), redis_url, ("feedsim", "bridge", "api"),
                  FEED_TICK_RATE="20") as started:
+        with started.channel() as channel:  # the README's client reads the book first
+            stub = started.stub(channel)
+            wait_for("BTC-USD's first order book", lambda: stub.GetOrderBook(
+                pb.GetOrderBookRequest(symbol="BTC-USD"), timeout=5))
         yield started
 
 
@@ -145,7 +149,8 @@ def test_readme_zmq_example_receives_and_decodes_ticks(system: System) -> None:
 def test_readme_grpc_example_streams_prices(system: System) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "grpc_client.py"), system.grpc_target, "3"],
-        capture_output=True, text=True, timeout=30, check=True)
+        check=False, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr[-3000:]
     assert "BTC-USD" in result.stdout and "ETH-USD" in result.stdout
 
 
