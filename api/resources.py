@@ -33,7 +33,7 @@ from api.params import (
 )
 from marketdata import candles, correlations
 from marketdata.errors import InvalidParameter
-from marketdata.queries import book_depth
+from marketdata.queries import book_depth, check_depth
 from marketdata.store import Store, StoreError, StoreUnavailable
 from marketdata.symbols import Instrument, Instruments
 
@@ -270,7 +270,7 @@ class OrderBook:
                quote: str | None = None) -> None:
         """Answer the top `depth` levels a side (default 20); 503 before the first book."""
         instrument = self.ctx.instrument(symbol, quote)
-        depth = depth_query(req.params)
+        depth = check_depth(depth_query(req.params))
         book = self.ctx.store.book(instrument.symbol)
         if book is None:
             raise Unavailable(f"no order book of {instrument.symbol} yet")

@@ -66,7 +66,8 @@ class OrderBook:
     def apply_snapshot(self, snapshot: wire.BookSnapshot) -> Outcome:
         """Take `snapshot` unless the book is in sync and already at or past it.
 
-        Diffs kept while waiting that come after the snapshot are applied at once.
+        Diffs kept while waiting that come after the snapshot are applied at once; if they do
+        not follow on from it, the answer is GAP (the book waits for a newer snapshot).
         """
         if (self.synced and snapshot.session == self.session
                 and snapshot.book_seq <= self.book_seq):
@@ -83,7 +84,9 @@ class OrderBook:
                          key=lambda d: d.book_seq)
         self._pending.clear()
         for diff in pending:
-            self.apply_diff(diff)
+            outcome = self.apply_diff(diff)
+            if outcome.status is Status.GAP:
+                return outcome  # the kept diffs skip past the snapshot: still out of sync
         return Outcome(Status.APPLIED)
 
     def apply_diff(self, diff: wire.BookDiff) -> Outcome:

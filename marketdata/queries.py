@@ -95,6 +95,13 @@ def interval(name: str, parameter: str = "interval") -> Interval:
     return found
 
 
+def check_depth(depth: int | None, name: str = "depth") -> int | None:
+    """Reject a depth below 1 before any book is read (the upper bound needs the book)."""
+    if depth is not None and depth < 1:
+        raise InvalidParameter(name, f"{depth} is not a positive integer (levels per side)")
+    return depth
+
+
 def book_depth(depth: int | None, held: int, name: str = "depth") -> int:
     """Return the levels a side to answer: `depth` when it is 1..held (the levels the book holds
     per side), DEFAULT_DEPTH (or all held, if fewer) when None; raise InvalidParameter."""

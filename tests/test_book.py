@@ -181,6 +181,17 @@ def test_a_dropped_diff_is_a_gap_and_the_next_snapshot_resyncs() -> None:
     assert [(12.0, 1.0)] == book.asks.tolist()
 
 
+def test_a_snapshot_the_kept_diffs_do_not_follow_is_a_gap() -> None:
+    book = OrderBook("X-Y")
+    assert Status.WAITING == book.apply(_diff(5, bids=[(1.0, 1.0)])).status
+    assert Status.WAITING == book.apply(_diff(6, bids=[(2.0, 1.0)])).status
+    outcome = book.apply(_snapshot(2, [(1.0, 1.0)], [(3.0, 1.0)]))  # 3 and 4 are missing
+    assert (Status.GAP, 2) == (outcome.status, outcome.missed)
+    assert not book.synced
+    assert Status.APPLIED == book.apply(_snapshot(6, [(2.0, 1.0)], [(3.0, 1.0)])).status
+    assert book.synced and 6 == book.book_seq
+
+
 def test_diffs_before_the_first_snapshot_wait_and_old_ones_are_dropped() -> None:
     book = OrderBook("X-Y")
     assert Status.WAITING == book.apply(_diff(2, bids=[(1.0, 1.0)])).status
