@@ -27,8 +27,8 @@ book = OrderBook(symbol)
 shown = 0
 while shown < updates:
     message = wire.decode_message(socket.recv_multipart())
-    if isinstance(message, wire.TickBatch):
-        continue  # not subscribed to here; a wider subscription would bring ticks too
+    if message is None or isinstance(message, wire.TickBatch):
+        continue  # a kind this reader does not know, or ticks (a wider subscription)
     outcome = book.apply(message)
     if outcome.status is Status.GAP:
         # Diffs went missing: fetch the book now rather than wait for the periodic snapshot.

@@ -74,6 +74,7 @@ a reader that holds a different book_seq has missed an update and must take a ne
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +92,7 @@ KIND_BOOK_DIFF = 3
 TICK_KIND_SUFFIX = b":tick"
 BOOK_KIND_SUFFIX = b":book"
 BOOK_DIFF_KIND_SUFFIX = b":bookdiff"
+_KIND_NAME = re.compile(rb"[a-z][a-z0-9_]{0,31}")  # what a future kind's topic suffix looks like
 
 FLAG_SNAPSHOT = 1
 FLAG_TRADE = 2
@@ -364,8 +366,12 @@ def decode_book_diff(frames: list[bytes] | list[Any]) -> BookDiff:
 Message = TickBatch | BookSnapshot | BookDiff
 
 
-def decode_message(frames: list[bytes] | list[Any]) -> Message:
-    """Decode any feed message by its topic's kind; raise WireError for anything else."""
+def decode_message(frames: list[bytes] | list[Any]) -> Message | None:
+    """Decode any feed message by its topic's kind.
+
+    Return None for a well-formed ``SYMBOL:kind`` topic of a kind this reader does not know (a
+    newer feedsim's): skip it. Raise WireError for anything malformed.
+    """
     if not frames:
         raise WireError("expected 2 frames (topic, body), got 0")
     raw_topic = bytes(frames[0])
@@ -373,6 +379,9 @@ def decode_message(frames: list[bytes] | list[Any]) -> Message:
         return decode_book_diff(frames)
     if raw_topic.endswith(BOOK_KIND_SUFFIX):
         return decode_book(frames)
+    symbol, colon, kind = raw_topic.rpartition(b":")
+    if colon and symbol and kind != TICK_KIND_SUFFIX[1:] and _KIND_NAME.fullmatch(kind):
+        return None
     return decode(frames)
 
 

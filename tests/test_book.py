@@ -332,6 +332,20 @@ def test_book_decoders_raise_only_wire_errors(frames: list[bytes]) -> None:
         wire.decode_book_diff([b"BTC-USD:bookdiff", *frames[1:]] if frames else frames)
 
 
+@pytest.mark.parametrize("topic", [b"BTC-USD:trade", b"BTC-USD:funding_rate"])
+def test_readers_skip_message_kinds_they_do_not_know(topic: bytes) -> None:
+    body = wire.encode(wire.TickBatch("BTC-USD", 1, wire.empty_ticks(1)))[1]
+    assert wire.decode_message([topic, body]) is None
+    assert wire.decode_message([topic, b"anything a newer writer sends"]) is None
+
+
+@pytest.mark.parametrize("topic", [b"BTC-USD", b"BTC-USD:", b":tick", b"BTC-USD:Tick!"])
+def test_malformed_topics_are_wire_errors_not_skipped(topic: bytes) -> None:
+    body = wire.encode(wire.TickBatch("BTC-USD", 1, wire.empty_ticks(1)))[1]
+    with pytest.raises(WireError):
+        wire.decode_message([topic, body])
+
+
 def test_a_tick_body_under_a_book_topic_is_refused() -> None:
     tick = wire.encode(wire.TickBatch("BTC-USD", 1, wire.empty_ticks(1)))
     with pytest.raises(WireError, match="not a version-1 book body"):
