@@ -252,8 +252,19 @@ class Feed:
         batches: list[TickBatch] = []
         reanchored: list[str] = []
         books: dict[str, list[BookDiff]] = {}
+        replayed = {s: f.schedule for s, f in self.symbols.items()
+                    if isinstance(f.schedule, ReplaySchedule)}
+        if max_lag_ns is not None and replayed:
+            # One replay clock for all: pause every replayed symbol by the largest lag, so a
+            # symbol between two of its bars (not late itself) does not run ahead of the rest.
+            stall = max(schedule.lag_ns(now_ns) for schedule in replayed.values())
+            if stall > max_lag_ns:
+                for symbol, schedule in replayed.items():
+                    schedule.pause(stall)
+                    reanchored.append(symbol)
         for symbol, feed in self.symbols.items():
-            if max_lag_ns is not None and feed.schedule.lag_ns(now_ns) > max_lag_ns:
+            if (max_lag_ns is not None and symbol not in replayed
+                    and feed.schedule.lag_ns(now_ns) > max_lag_ns):
                 feed.reanchor(now_ns)
                 reanchored.append(symbol)
             cap = (min(self.max_batch, MAX_REPLAY_BATCH)

@@ -177,3 +177,9 @@ class ReplaySchedule:
             return
         t = int(self.times(self.taken, 1)[0])
         self.start_ns = now_ns - math.floor((t - self.origin_ns) / self.speed)
+
+    def pause(self, wall_ns: int) -> None:
+        """Hold the replay clock still for `wall_ns` of wall time (every replayed symbol of a
+        feed pauses by the same amount, so symbols over the same hours stay aligned)."""
+        if self.started and not self.finished and not math.isinf(self.speed):
+            self.start_ns += wall_ns

@@ -210,6 +210,23 @@ def test_a_replay_schedule_paces_historical_times_on_the_wall_clock() -> None:
     assert s.due(NEVER_NS - 1) == 0 and s.next_due_ns() == NEVER_NS and s.lag_ns(20 * HOUR) == 0
 
 
+def test_a_stall_pauses_every_replayed_symbol_alike() -> None:
+    """Symbol B has no bar between 0h and 3h, so it is not late when a stall hits; its clock must
+    pause with A's all the same, or its 3h bar would come out early."""
+    a = ReplaySchedule(np.array([0, HOUR, 2 * HOUR, 3 * HOUR]), HOUR, 4, 3600.0, 0, 0)
+    b = ReplaySchedule(np.array([0, 3 * HOUR]), HOUR, 4, 3600.0, 0, 0)
+    now = int(1.1 * NS)  # 1.1 s of wall time: 1.1 h replayed at 3600x
+    for schedule in (a, b):
+        schedule.take(schedule.due(now))
+    now += int(1.5 * NS)  # a 1.5 s stall
+    stall = max(a.lag_ns(now), b.lag_ns(now))
+    assert b.lag_ns(now) == 0 < stall
+    for schedule in (a, b):
+        schedule.pause(stall)
+    assert a.replay_ns(now) == b.replay_ns(now)
+    assert a.due(now) == 1 and b.due(now) == 0  # A's next tick is due now; B's 3h bar is not
+
+
 def test_a_held_replay_waits_for_its_start() -> None:
     config = _symbols({"FEED_TICK_RATE": "0.02"})
     feed = Feed(config.symbols, 1, 0, replay_speed=60.0)
