@@ -13,9 +13,8 @@ under supervisord) sees it from its first bar.
 
 Books go out as diffs after the ticks they belong to (one per book update), with a full snapshot
 every FEED_BOOK_SNAPSHOT_EVERY updates and to every late joiner whose subscription covers the
-book topic, so a subscriber can always start from a snapshot and then apply diffs. Book messages
-are never held back, even in a lossless replay: one a full queue refuses is skipped, and its
-readers see a gap in book_seq and resync (``book`` on the control socket, or the next snapshot).
+book topic, so a subscriber can always start from a snapshot and then apply diffs. In a lossless
+replay, refused book messages wait in the same queue as ticks, so they too arrive, in order.
 """
 
 from __future__ import annotations
@@ -45,6 +44,9 @@ Clock = Callable[[], int]
 MAX_IDLE_WAIT_S = 0.1  # the loop wakes at least this often to notice a stop request
 BACKPRESSURE_WAIT_S = 0.001  # how often a replay at max speed retries a frame a queue refused
 MAX_SPEED_SEND_HWM = 1000  # messages: at max speed a subscriber's queue fills here, not in RAM
+
+
+FeedMessage = wire.TickBatch | wire.BookDiff | wire.BookSnapshot
 
 
 class FeedMetrics:
@@ -109,7 +111,7 @@ class FeedServer:
         self.poller.register(self.control, zmq.POLLIN)
         self._running = False
         self._replay_announced = False
-        self._unsent: deque[wire.TickBatch] = deque()  # frames a full queue refused (lossless)
+        self._unsent: deque[FeedMessage] = deque()  # what a full queue refused (lossless)
         self._subscriptions: collections.Counter[bytes] = collections.Counter()  # live (replay)
         if feed.replaying:
             feed.hold_replay()  # until the first subscriber, so nobody misses the start
@@ -152,8 +154,7 @@ class FeedServer:
                 self.metrics.reanchors.labels(symbol).inc()
                 log.warning("schedule reset after a stall", extra={"symbol": symbol})
             for batch in result.batches:
-                if self._unsent or not self._publish(batch):
-                    self._unsent.append(batch)
+                self._publish_in_order(batch)
                 self._publish_book(batch.symbol, result.books.get(batch.symbol, []))
             if self.feed.replaying:
                 self._track_replay(result.batches)
@@ -193,18 +194,35 @@ class FeedServer:
         self.pub.close(linger=0)
         self.control.close(linger=0)
 
-    def _publish(self, batch: wire.TickBatch) -> bool:
-        """Send one frame; return False when a full queue refused it (only with XPUB_NODROP)."""
+    def _publish(self, message: FeedMessage) -> bool:
+        """Send one message; return False when a full queue refused it (only with XPUB_NODROP:
+        plain PUB semantics drop silently at the HWM instead)."""
+        if isinstance(message, wire.TickBatch):
+            frames = wire.encode(message)
+        elif isinstance(message, wire.BookDiff):
+            frames = wire.encode_book_diff(message)
+        else:
+            frames = wire.encode_book(message)
         try:
-            self.pub.send_multipart(wire.encode(batch), copy=False, flags=zmq.NOBLOCK)
+            self.pub.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
         except zmq.Again:
-            return False  # PUB semantics (no XPUB_NODROP) drop silently at the HWM instead
-        self.metrics.tick_children[batch.symbol].inc(len(batch))
-        self.metrics.frame_children[batch.symbol].inc()
+            return False
+        if isinstance(message, wire.TickBatch):
+            self.metrics.tick_children[message.symbol].inc(len(message))
+            self.metrics.frame_children[message.symbol].inc()
+        elif isinstance(message, wire.BookDiff):
+            self.metrics.book_diff_children[message.symbol].inc()
+        else:
+            self.metrics.book_children[message.symbol].inc()
         return True
 
+    def _publish_in_order(self, message: FeedMessage) -> None:
+        """Send `message`, or queue it behind earlier refused ones (a lossless replay)."""
+        if self._unsent or not self._publish(message):
+            self._unsent.append(message)
+
     def _send_unsent(self) -> None:
-        """Send refused frames again, in order, until one is refused again."""
+        """Send refused messages again, in order, until one is refused again."""
         while self._unsent and self._publish(self._unsent[0]):
             self._unsent.popleft()
 
@@ -213,17 +231,14 @@ class FeedServer:
 
         A snapshot is due when a diff's book_seq is a multiple of FEED_BOOK_SNAPSHOT_EVERY; it
         goes out after the step's last diff, with that diff's book_seq, so readers in sync see a
-        book they already hold and late readers a book the next diff applies to.
+        book they already hold and late readers a book the next diff applies to. Both go in
+        order after the step's ticks (queued with them when a lossless replay is held back).
         """
         every = self.config.book_snapshot_every
         for diff in diffs:
-            try:
-                self.pub.send_multipart(wire.encode_book_diff(diff), flags=zmq.NOBLOCK)
-            except zmq.Again:
-                continue  # only with XPUB_NODROP; readers see a gap in book_seq and resync
-            self.metrics.book_diff_children[symbol].inc()
+            self._publish_in_order(diff)
         if every and any(d.book_seq % every == 0 for d in diffs):
-            self._send_book(symbol)
+            self._publish_in_order(self.feed.book(symbol))
 
     def _send_book(self, symbol: str) -> None:
         """Publish `symbol`'s current book in full (nothing before its first update)."""
