@@ -8,7 +8,7 @@ PB2 := marketdata/marketdata_pb2.py
 .PHONY: run test lint unit proto install bench clean
 
 run: proto
-	VENV=$(VENV) scripts/run.sh
+	exec env VENV=$(VENV) scripts/run.sh
 
 test: proto
 	VENV=$(VENV) scripts/test.sh

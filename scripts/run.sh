@@ -37,4 +37,6 @@ mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
 echo "REST http://127.0.0.1:${HTTP_PORT:-8080}/api/v1/prices  gRPC 127.0.0.1:${GRPC_PORT:-50051}  ZeroMQ ${FEED_PUB_ENDPOINT:-tcp://127.0.0.1:5555}"
 echo "status: $VENV/bin/supervisorctl -c supervisord.conf status"
-exec "$VENV/bin/supervisord" -n -c supervisord.conf
+# Tied to make: when make is stopped with SIGTERM (which it does not pass on), supervisord gets
+# SIGTERM too and stops every program (scripts/tied_to_parent.py).
+exec "$VENV/bin/python" scripts/tied_to_parent.py "$VENV/bin/supervisord" -n -c supervisord.conf
