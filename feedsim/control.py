@@ -103,7 +103,10 @@ def handle(feed: Feed, payload: bytes, now_ns: int) -> tuple[str, bytes]:
     cmd = request.get("cmd")
     handler = COMMANDS.get(cmd) if isinstance(cmd, str) else None
     if handler is None:
-        return "invalid", _error(f"unknown cmd {cmd!r}; known: {', '.join(sorted(COMMANDS))}")
+        known = ", ".join(sorted(COMMANDS))
+        problem = ("the request has no 'cmd' string" if not isinstance(cmd, str)
+                   else f"unknown cmd {cmd!r}")
+        return "invalid", _error(f"{problem}; known: {known}", request.get("id"))
     try:
         reply = {"ok": True, "cmd": cmd, **handler(feed, request, now_ns)}
     except RequestError as exc:

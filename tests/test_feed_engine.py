@@ -213,10 +213,14 @@ def test_control_snapshot_and_errors() -> None:
     assert list(feed.symbols) == [i["symbol"] for i in body["instruments"]]
     for bad, message in [(b"{", "not JSON"), (b"[1]", "JSON object"),
                          (b'{"cmd": "explode"}', "unknown cmd 'explode'"),
+                         (b'{"id": 1}', "the request has no 'cmd' string"),
                          (b"x" * 70_000, "limit")]:
         cmd, reply = control.handle(feed, bad, NS)
         assert "invalid" == cmd
         assert message in orjson.loads(reply)["error"]
+    # an error answers with the request's id, so a client can match it to its request
+    for bad in (b'{"cmd": "explode", "id": 3}', b'{"id": 3}', b'{"cmd": "book", "id": 3}'):
+        assert 3 == orjson.loads(control.handle(feed, bad, NS)[1])["id"]
 
 
 @pytest.mark.parametrize(("text", "message"), [
