@@ -10,10 +10,11 @@ import zmq
 
 from marketdata import wire
 from marketdata.books import OrderBook, Status, book_from_dict
+from marketdata.symbols import canonical
 
 args = sys.argv[1:]
 endpoint = args[0] if args else "tcp://127.0.0.1:5555"
-symbol = args[1] if len(args) > 1 else "BTC-USD"
+symbol = canonical(args[1] if len(args) > 1 else "BTC-USD")  # btc/usd -> BTC-USD
 updates = int(args[2]) if len(args) > 2 else 10
 control_endpoint = args[3] if len(args) > 3 else "tcp://127.0.0.1:5556"
 

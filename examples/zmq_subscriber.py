@@ -9,10 +9,11 @@ import zmq
 
 from marketdata import wire
 from marketdata.sequence import SequenceTracker
+from marketdata.symbols import canonical
 
 args = sys.argv[1:]
 endpoint = args[0] if args else "tcp://127.0.0.1:5555"
-symbol = args[1] if len(args) > 1 else "BTC-USD"
+symbol = canonical(args[1] if len(args) > 1 else "BTC-USD")  # btc/usd -> BTC-USD
 count = int(args[2]) if len(args) > 2 else 10
 
 socket = zmq.Context().socket(zmq.SUB)

@@ -139,7 +139,7 @@ def test_bad_input_gets_a_clear_json_error(system: System, path: str, status: in
 def test_readme_zmq_example_receives_and_decodes_ticks(system: System) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "zmq_subscriber.py"),
-         system.env["FEED_PUB_ENDPOINT"], "BTC-USD", "5"],
+         system.env["FEED_PUB_ENDPOINT"], "btc/usd", "5"],  # any separated spelling
         capture_output=True, text=True, timeout=30, check=True)
     lines = result.stdout.strip().splitlines()
     assert len(lines) >= 5
