@@ -74,6 +74,8 @@ class Health:
         resp.media = {"status": "ok", "service": self.ctx.config.service_name,
                       "instance": self.ctx.config.instance_name}
 
+    on_head = on_get  # probes that use HEAD: the same status, no body
+
 
 class Ready:
     """Readiness: Redis answers and every published symbol has a fresh tick."""
@@ -103,6 +105,8 @@ class Ready:
         resp.status = falcon.HTTP_200 if ready else falcon.HTTP_503
         resp.media = {"status": "ready" if ready else "not_ready",
                       "checks": {"redis": redis, "ticks": ticks}}
+
+    on_head = on_get  # probes that use HEAD: the same status, no body
 
     def _ticks(self) -> dict[str, Any]:
         max_age_s = self.ctx.config.ready_max_tick_age_s

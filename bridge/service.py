@@ -181,8 +181,8 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
         interval_ms = request.update_interval_ms
         if not 0 <= interval_ms <= MAX_UPDATE_INTERVAL_MS:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                         f"update_interval_ms must be 0 (every tick) to "
-                         f"{MAX_UPDATE_INTERVAL_MS}, got {interval_ms}")
+                         f"update_interval_ms: {interval_ms} is not an integer from 0 (every "
+                         f"tick) to {MAX_UPDATE_INTERVAL_MS}")
         subscriber: Subscriber = (ConflatingSubscriber(symbols) if interval_ms
                                   else Subscriber(symbols, self.queue_ticks))
         previous: dict[str, float] = {}

@@ -119,6 +119,14 @@ def test_health(client: testing.TestClient) -> None:
     assert result.json == {"status": "ok", "service": "api", "instance": "api-test"}
 
 
+def test_probes_may_use_head(client: testing.TestClient) -> None:
+    for path in ("/api/v1/health", "/api/v1/ready"):
+        result = client.simulate_head(path)
+        assert (result.status_code, result.content) == (200, b""), path
+    down = make_client(unreachable_store()).simulate_head("/api/v1/ready")
+    assert (down.status_code, down.content) == (503, b"")
+
+
 def test_health_does_not_need_redis() -> None:
     result = make_client(unreachable_store()).simulate_get("/api/v1/health")
     assert result.status_code == 200
