@@ -169,11 +169,12 @@ def _range(values: Mapping[str, str], now_ns: int, default_limit: int,
     return query.start_ns, query.end_ns, query.limit
 
 
-def parse_whole(name: str, text: str) -> int:
-    """Return a parameter written as a whole number; raise InvalidParameter naming it."""
+def parse_whole(name: str, text: str, accepted: str = "a whole number") -> int:
+    """Return a parameter written as a whole number; raise InvalidParameter naming it and saying
+    what is `accepted` (e.g. "an integer from 3 to 1440")."""
     text = text.strip()
     if not _DIGITS.fullmatch(text) or len(text) > 12:
-        raise InvalidParameter(name, f"{text[:40]!r} is not a whole number")
+        raise InvalidParameter(name, f"{text[:40]!r} is not {accepted}")
     return int(text)
 
 
@@ -181,7 +182,8 @@ def depth_query(params: Mapping[str, str | Sequence[str]]) -> int | None:
     """Return the order book `depth` asked for (None: the default), not yet checked against
     the levels held."""
     values = single_values(params, ORDERBOOK_PARAMETERS)
-    return parse_whole("depth", values["depth"]) if "depth" in values else None
+    return (parse_whole("depth", values["depth"], "a positive integer (levels per side)")
+            if "depth" in values else None)
 
 
 def trades_query(params: Mapping[str, str | Sequence[str]]) -> int:
@@ -210,8 +212,9 @@ def correlation_query(params: Mapping[str, str | Sequence[str]]) -> CorrelationQ
     interval = parse_interval(values.get("interval", DEFAULT_INTERVAL))
     window = correlations.DEFAULT_WINDOW
     if "window" in values:
-        window = parse_whole("window", values["window"])
+        accepted = (f"an integer from {correlations.MIN_RETURNS} to "
+                    f"{correlations.MAX_WINDOW}")
+        window = parse_whole("window", values["window"], accepted)
         if not correlations.MIN_RETURNS <= window <= correlations.MAX_WINDOW:
-            raise InvalidParameter("window", f"{window} is not an integer from "
-                                   f"{correlations.MIN_RETURNS} to {correlations.MAX_WINDOW}")
+            raise InvalidParameter("window", f"{window} is not {accepted}")
     return CorrelationQuery(symbols, interval, window)

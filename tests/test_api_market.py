@@ -105,9 +105,9 @@ def test_orderbook_symbol_spellings(client: testing.TestClient, path: str) -> No
 @pytest.mark.parametrize(("query", "text"), [
     ("depth=0", "depth: 0 is not a positive integer (levels per side)"),
     ("depth=26", "depth: 26 is not an integer from 1 to 25, the levels held per side"),
-    ("depth=-1", "depth: '-1' is not a whole number"),
-    ("depth=abc", "depth: 'abc' is not a whole number"),
-    ("depth=", "depth: '' is not a whole number"),
+    ("depth=-1", "depth: '-1' is not a positive integer (levels per side)"),
+    ("depth=abc", "depth: 'abc' is not a positive integer (levels per side)"),
+    ("depth=", "depth: '' is not a positive integer (levels per side)"),
     ("depth=1&depth=2", "depth: is given more than once"),
     ("levels=3", "levels: is not a parameter of this route; accepted: depth"),
 ])
@@ -280,7 +280,7 @@ def test_correlations_with_too_few_aligned_returns_are_null_with_a_reason() -> N
     ("interval=2m", 400, "invalid_parameter", "interval: '2m' is not an interval; accepted: 1s"),
     ("window=2", 400, "invalid_parameter", "window: 2 is not an integer from 3 to 1440"),
     ("window=1441", 400, "invalid_parameter", "window: 1441 is not an integer from 3 to 1440"),
-    ("window=x", 400, "invalid_parameter", "window: 'x' is not a whole number"),
+    ("window=x", 400, "invalid_parameter", "window: 'x' is not an integer from 3 to 1440"),
     ("limit=3", 400, "invalid_parameter", "limit: is not a parameter of this route"),
 ])
 def test_correlations_bad_requests(query: str, status: int, code: str, text: str) -> None:
