@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from marketdata.candles import BY_NAME
 from marketdata.errors import ConfigError
+from marketdata.queries import MAX_HISTORY_LIMIT
 from marketdata.settings import env_float, env_int, env_log_level, env_redis_url, env_str
 
 # How long candles are kept, by interval (the reasons are in bridge.candles).
@@ -31,6 +32,8 @@ class BridgeConfig:
     history_retention_ms: int
     history_flush_interval_s: float
     history_max_pending_ticks: int
+    history_max_limit: int
+    """The largest `limit` of GetHistory and GetCandles (HISTORY_MAX_LIMIT, as REST's)."""
     candle_retention: tuple[tuple[str, int], ...]
     """(interval, seconds) for every interval: how long candles are kept, by open time."""
     shutdown_grace_s: float
@@ -57,6 +60,8 @@ class BridgeConfig:
                                                minimum=0.0, maximum=10_000.0) / 1000.0,
             history_max_pending_ticks=env_int(env, "HISTORY_MAX_PENDING_TICKS", 2_000_000,
                                               minimum=1),
+            history_max_limit=env_int(env, "HISTORY_MAX_LIMIT", MAX_HISTORY_LIMIT, minimum=1,
+                                      maximum=1_000_000),
             candle_retention=tuple(candle_retention(env).items()),
             shutdown_grace_s=env_float(env, "SHUTDOWN_GRACE_S", 2.0, minimum=0.0),
             metrics_port=env_int(env, "BRIDGE_METRICS_PORT", 9102, minimum=0, maximum=65535),

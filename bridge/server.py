@@ -129,7 +129,8 @@ class Bridge:
         self.readers = ThreadPoolExecutor(STORE_READERS, thread_name_prefix="store-reader")
         self.service = MarketDataService(self.state, self.hub, self.stream_metrics,
                                          config.instance_name, config.stream_queue_ticks,
-                                         self.store, self.readers)
+                                         self.store, self.readers,
+                                         history_max_limit=config.history_max_limit)
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(options=[
             ("grpc.so_reuseport", 0),

@@ -65,7 +65,8 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
 
     def __init__(self, state: FeedState, hub: Hub, metrics: StreamMetrics, source: str,
                  queue_ticks: int, store: Store, executor: Executor,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns,
+                 history_max_limit: int = queries.MAX_HISTORY_LIMIT) -> None:
         self.state = state
         self.hub = hub
         self.metrics = metrics
@@ -74,6 +75,8 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
         self.store = store
         self.executor = executor
         self.clock = clock
+        self.limits = {"default_limit": min(queries.DEFAULT_HISTORY_LIMIT, history_max_limit),
+                       "max_limit": history_max_limit}
 
     async def GetHistory(self, request: pb.GetHistoryRequest,
                          context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetHistoryResponse:
@@ -81,7 +84,7 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
         symbol = (await self._resolve(context, [request.symbol]))[0]
         query = await _checked(context, lambda: queries.history_range(
             *_bounds(request), request.limit or None, self.clock(),
-            names=("start_ns", "end_ns")))
+            names=("start_ns", "end_ns"), **self.limits))
 
         def answer() -> pb.GetHistoryResponse:  # read and render off the loop (10k ticks: ~10 ms)
             ticks = self.store.history(symbol, query.start_ns, query.end_ns, query.limit)
@@ -100,7 +103,8 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
         def check() -> tuple[Interval, queries.HistoryQuery]:
             interval = queries.interval(request.interval or queries.DEFAULT_INTERVAL)
             return interval, queries.history_range(*_bounds(request), request.limit or None,
-                                                   now_ns, names=("start_ns", "end_ns"))
+                                                   now_ns, names=("start_ns", "end_ns"),
+                                                   **self.limits)
 
         interval, query = await _checked(context, check)
 

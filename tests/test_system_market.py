@@ -27,7 +27,7 @@ SYMBOL = "BTC-USD"
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[System]:
     with running(tmp_path_factory.mktemp("market"), redis_url, ("feedsim", "bridge", "api"),
-                 FEED_TICK_RATE="200") as started:
+                 FEED_TICK_RATE="200", HISTORY_MAX_LIMIT="12000") as started:
         yield started
 
 
@@ -188,8 +188,11 @@ def test_grpc_candles_equal_rest_candles(system: System) -> None:
 
 
 @pytest.mark.parametrize(("rpc", "code", "text"), [
-    (lambda s: s.GetHistory(pb.GetHistoryRequest(symbol=SYMBOL, limit=10_001), timeout=5),
-     grpc.StatusCode.INVALID_ARGUMENT, "limit: 10001 is not an integer from 1 to 10000"),
+    # HISTORY_MAX_LIMIT (12,000 here) bounds gRPC as it bounds REST
+    (lambda s: s.GetHistory(pb.GetHistoryRequest(symbol=SYMBOL, limit=12_001), timeout=5),
+     grpc.StatusCode.INVALID_ARGUMENT, "limit: 12001 is not an integer from 1 to 12000"),
+    (lambda s: s.GetCandles(pb.GetCandlesRequest(symbol=SYMBOL, limit=12_001), timeout=5),
+     grpc.StatusCode.INVALID_ARGUMENT, "limit: 12001 is not an integer from 1 to 12000"),
     (lambda s: s.GetHistory(pb.GetHistoryRequest(symbol=SYMBOL, start_ns=-1), timeout=5),
      grpc.StatusCode.INVALID_ARGUMENT, "start_ns: -1 is outside the times supported"),
     (lambda s: s.GetHistory(pb.GetHistoryRequest(symbol=SYMBOL, start_ns=5, end_ns=4),
