@@ -16,7 +16,6 @@ state in memory.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 import uuid
@@ -138,12 +137,13 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
             symbol=symbol, trades=_trades(self.store.trades(symbol, limit))))
 
     async def _read(self, context: grpc.aio.ServicerContext[Any, Any],
-                    read: Callable[..., T], *args: Any) -> T:
-        """Run a store read and the rendering of its answer on the thread pool (the loop feeding
-        the streams never builds a large message); abort UNAVAILABLE or INTERNAL on failure."""
+                    answer: Callable[[], T]) -> T:
+        """Run `answer` (a store read and the rendering of its reply) on the thread pool, so the
+        loop feeding the streams never builds a large message; abort UNAVAILABLE or INTERNAL on
+        failure."""
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self.executor, functools.partial(read, *args))
+            return await loop.run_in_executor(self.executor, answer)
         except StoreUnavailable as exc:
             log.warning("store unreachable", extra={"error": str(exc)})
             await _abort(context, grpc.StatusCode.UNAVAILABLE,
@@ -162,12 +162,12 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
         session, tick = latest
         bid, ask = float(tick["bid"][0]), float(tick["ask"][0])
         mid = (bid + ask) / 2
+        ts_ns = int(tick["ts_ns"][0])
         return pb.GetPriceResponse(
-            symbol=symbol, price=mid, timestamp=int(tick["ts_ns"][0]) // 1_000_000,
+            symbol=symbol, price=mid, timestamp=ts_ns // 1_000_000,
             source=self.source, bid=bid, ask=ask, last=float(tick["last"][0]),
-            seq=int(tick["seq"][0]), ts_ns=int(tick["ts_ns"][0]), session=session,
-            spread_bps=(ask - bid) / mid * 1e4,
-            age_ms=(time.time_ns() - int(tick["ts_ns"][0])) / 1e6,
+            seq=int(tick["seq"][0]), ts_ns=ts_ns, session=session,
+            spread_bps=(ask - bid) / mid * 1e4, age_ms=(self.clock() - ts_ns) / 1e6,
         )
 
     async def ListSymbols(self, request: pb.ListSymbolsRequest,

@@ -375,14 +375,16 @@ def decode_message(frames: list[bytes] | list[Any]) -> Message | None:
     if not frames:
         raise WireError("expected 2 frames (topic, body), got 0")
     raw_topic = bytes(frames[0])
+    if raw_topic.endswith(TICK_KIND_SUFFIX):  # the common case first: it is every tick
+        return decode(frames)
     if raw_topic.endswith(BOOK_DIFF_KIND_SUFFIX):
         return decode_book_diff(frames)
     if raw_topic.endswith(BOOK_KIND_SUFFIX):
         return decode_book(frames)
     symbol, colon, kind = raw_topic.rpartition(b":")
-    if colon and symbol and kind != TICK_KIND_SUFFIX[1:] and _KIND_NAME.fullmatch(kind):
+    if colon and symbol and _KIND_NAME.fullmatch(kind):
         return None
-    return decode(frames)
+    return decode(frames)  # not a feed topic at all: raises WireError saying why
 
 
 def concat(parts: list[Ticks]) -> Ticks:
