@@ -41,7 +41,15 @@ from feedsim.prices import PriceSource
 from feedsim.replay import ReplaySource, ticks_per_bar
 from feedsim.schedule import LiveSchedule, ReplaySchedule, Schedule
 from marketdata.symbols import Instrument
-from marketdata.wire import BookDiff, BookSnapshot, TickBatch, Ticks, concat, empty_ticks
+from marketdata.wire import (
+    BookDiff,
+    BookSnapshot,
+    TickBatch,
+    Ticks,
+    concat,
+    copy_ticks,
+    empty_ticks,
+)
 
 NS = 1_000_000_000
 MAX_AHEAD_TICKS = 4096
@@ -102,21 +110,29 @@ class SymbolFeed:
             more = self.quoter.quote(path.mids, path.prints)
             self._made = concat([self._made, more]) if len(self._made) else more
         n = min(n, len(self._made))
-        ticks = self._made[:n].copy()
+        ticks = copy_ticks(self._made[:n])
         self._made = self._made[n:]
         ticks["seq"] = np.arange(self.seq + 1, self.seq + n + 1, dtype=np.uint64)
         ticks["ts_ns"] = self.schedule.take(n)
         self.seq += n
         if n:
-            self.last = ticks[-1:].copy()
+            self.last = ticks[-1:]  # a view: a published batch is never written to again
         return ticks
 
     def update_book(self, ticks: Ticks, session: int) -> list[BookDiff]:
-        """Update the book at each of `ticks` whose seq is a multiple of book_every."""
-        due = ticks[ticks["seq"] % np.uint64(self.book_every) == 0]
+        """Update the book at each of `ticks` whose seq is a multiple of book_every.
+
+        `ticks` are consecutive by seq (as produce() makes them), so the due ones are found by
+        arithmetic: this runs every step, and numpy's per-call cost dominates a few ticks.
+        """
+        if not len(ticks):
+            return []
+        every = self.book_every
+        first = int(ticks[0]["seq"])
+        due = range(-(-first // every) * every - first, len(ticks), every)
         diffs = []
         symbol = self.instrument.symbol
-        for tick in due:
+        for tick in (ticks[i] for i in due):
             changes = self.book_builder.update(tick)
             self.book_seq += 1
             self.book_tick = (int(tick["seq"]), int(tick["ts_ns"]))
@@ -242,16 +258,20 @@ class Feed:
         """Return how late the oldest due tick is at `now_ns` (0 when nothing is overdue)."""
         return max(s.schedule.lag_ns(now_ns) for s in self.symbols.values())
 
-    def step(self, now_ns: int, max_lag_ns: int | None = None) -> StepResult:
+    def step(self, now_ns: int, max_lag_ns: int | None = None, books: bool = True
+             ) -> StepResult:
         """Produce every tick due by `now_ns`, at most `max_batch` per symbol.
 
         A symbol more than `max_lag_ns` behind is re-anchored at `now_ns` first: after a stall
         a live feed resumes at the current time instead of bursting stale ticks, and a replay
         resumes where it was (its clock pauses over the stall).
+
+        With `books` False the result's books stay empty and update_books(result.batches) must
+        follow: a publisher sends the ticks first, so a book update (the costlier part) never
+        delays them. Either way each book moves at the same ticks with the same values.
         """
         batches: list[TickBatch] = []
         reanchored: list[str] = []
-        books: dict[str, list[BookDiff]] = {}
         replayed = {s: f.schedule for s, f in self.symbols.items()
                     if isinstance(f.schedule, ReplaySchedule)}
         if max_lag_ns is not None and replayed:
@@ -271,12 +291,18 @@ class Feed:
                    if isinstance(feed.schedule, ReplaySchedule) else self.max_batch)
             n = min(feed.due(now_ns), cap)
             if n > 0:
-                ticks = feed.produce(n)
-                batches.append(TickBatch(symbol, self.session, ticks))
-                diffs = feed.update_book(ticks, self.session)
-                if diffs:
-                    books[symbol] = diffs
-        return StepResult(batches, tuple(reanchored), books)
+                batches.append(TickBatch(symbol, self.session, feed.produce(n)))
+        return StepResult(batches, tuple(reanchored),
+                          self.update_books(batches) if books else {})
+
+    def update_books(self, batches: Sequence[TickBatch]) -> dict[str, list[BookDiff]]:
+        """Move each symbol's book along its new ticks; return the diffs, by symbol, in order."""
+        books: dict[str, list[BookDiff]] = {}
+        for batch in batches:
+            diffs = self.symbols[batch.symbol].update_book(batch.ticks, self.session)
+            if diffs:
+                books[batch.symbol] = diffs
+        return books
 
     def last(self, symbol: str) -> Ticks | None:
         """Return the latest tick of `symbol` as a 1-record array, or None before the first."""

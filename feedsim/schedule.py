@@ -21,6 +21,9 @@ Ints = npt.NDArray[np.int64]
 NS = 1_000_000_000
 NEVER_NS = 2**62
 """The due time of a schedule that has ended: later than any wall clock."""
+SMALL_TAKE = 16
+"""Up to this many ticks LiveSchedule.take computes times in Python (same values as numpy:
+both round the same float64 product half to even)."""
 MAX_SPEED = math.inf
 """A replay speed: every tick is due at once (the loop still bounds each turn's batch)."""
 
@@ -69,8 +72,13 @@ class LiveSchedule:
         return max(0, now_ns - self.next_due_ns())
 
     def take(self, n: int) -> Ints:
-        k = np.arange(self.scheduled, self.scheduled + n, dtype=np.float64)
+        first = self.scheduled
         self.scheduled += n
+        if n <= SMALL_TAKE:  # a live step's few ticks: plain floats beat numpy's call costs
+            period, anchor = self.period_ns, self.anchor_ns
+            return np.array([anchor + round(k * period) for k in range(first, first + n)],
+                            dtype=np.int64)
+        k = np.arange(first, first + n, dtype=np.float64)
         return self.anchor_ns + np.round(k * self.period_ns).astype(np.int64)
 
     def reanchor(self, now_ns: int) -> None:

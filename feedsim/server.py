@@ -149,13 +149,17 @@ class FeedServer:
                 continue
             last_step = time.monotonic()
             self.metrics.lag.set(self.feed.lag_ns(now_ns) / 1e9)
-            result = self.feed.step(now_ns, max_lag_ns)
+            result = self.feed.step(now_ns, max_lag_ns, books=False)
+            # Every symbol's ticks go out before any book is computed: subscribers get ticks
+            # at once, and each symbol's diffs still follow its ticks.
+            for batch in result.batches:
+                self._publish_in_order(batch)
+            books = self.feed.update_books(result.batches)
+            for batch in result.batches:
+                self._publish_book(batch.symbol, books.get(batch.symbol, []))
             for symbol in result.reanchored:
                 self.metrics.reanchors.labels(symbol).inc()
                 log.warning("schedule reset after a stall", extra={"symbol": symbol})
-            for batch in result.batches:
-                self._publish_in_order(batch)
-                self._publish_book(batch.symbol, result.books.get(batch.symbol, []))
             if self.feed.replaying:
                 self._track_replay(result.batches)
 

@@ -112,6 +112,31 @@ def test_books_depend_on_the_seed_and_ticks_not_on_batching() -> None:
     assert other.book("ETH-USD").bids.tobytes() != big.book("ETH-USD").bids.tobytes()
 
 
+@settings(max_examples=25, deadline=None)
+@given(interval_ms=st.sampled_from([100, 300, 500, 700, 1000, 2500]),
+       steps=st.lists(st.integers(1, 25), min_size=1, max_size=10))
+def test_books_move_at_every_multiple_of_book_every_and_can_follow_the_ticks(
+        interval_ms: int, steps: list[int]) -> None:
+    """A publisher sends ticks first and asks for the books after (update_books): the diffs are
+    those step() makes at once, at exactly the seqs that are multiples of the book interval."""
+    inline = Feed(SYMBOLS, 3, 0, book_interval_s=interval_ms / 1000)
+    deferred = Feed(SYMBOLS, 3, 0, book_interval_s=interval_ms / 1000)
+    every = inline.symbols["BTC-USD"].book_every
+    now, ticks, moved, deferred_diffs = 0, 0, [], []
+    for tenths in steps:  # 10 ticks/s: a step of k tenths makes k ticks
+        now += tenths * NS // 10
+        result = inline.step(now)
+        moved += result.books.get("BTC-USD", [])
+        ticks_only = deferred.step(now, books=False)
+        assert ticks_only.books == {}
+        deferred_diffs += deferred.update_books(ticks_only.batches).get("BTC-USD", [])
+        ticks += sum(len(b) for b in result.batches if b.symbol == "BTC-USD")
+    assert [d.tick_seq for d in moved] == [s for s in range(1, ticks + 1) if s % every == 0]
+    for a, b in zip(moved, deferred_diffs, strict=True):
+        assert (a.book_seq, a.tick_seq, a.ts_ns) == (b.book_seq, b.tick_seq, b.ts_ns)
+        assert a.bids.tobytes() == b.bids.tobytes() and a.asks.tobytes() == b.asks.tobytes()
+
+
 def test_books_update_every_interval_of_tick_time() -> None:
     feed = Feed(SYMBOLS, 1, 0, book_interval_s=0.5)
     assert feed.book("BTC-USD").book_seq == 0 and not len(feed.book("BTC-USD").bids)

@@ -17,6 +17,7 @@ from feedsim.config import FeedConfig, load_symbols, load_universe
 from feedsim.engine import NS, Feed
 from feedsim.market import GbmParams
 from feedsim.models import SPREAD_MULTIPLIER_BOUNDS
+from feedsim.schedule import LiveSchedule
 from marketdata import wire
 from marketdata.errors import ConfigError
 
@@ -192,6 +193,19 @@ def test_schedule_produces_every_due_tick_with_its_time_and_sequence() -> None:
     assert list(range(1, 12)) == seq.tolist()
     assert [1_000 * NS + k * NS // 10 for k in range(11)] == ts.tolist()
     assert 1_001 * NS + NS // 10 == feed.next_due_ns()
+
+
+@settings(max_examples=50, deadline=None)
+@given(anchor=st.integers(0, 2**62), rate=st.floats(0.01, 1_000_000),
+       takes=st.lists(st.integers(0, 40), min_size=1, max_size=10))
+def test_tick_times_do_not_depend_on_how_many_are_taken_at_once(
+        anchor: int, rate: float, takes: list[int]) -> None:
+    """A few ticks' times are computed in Python, many with numpy: the values are the same."""
+    one_by_one, at_once = LiveSchedule(anchor, rate), LiveSchedule(anchor, rate)
+    times = np.concatenate([one_by_one.take(n) for n in takes])
+    assert times.dtype == np.int64
+    assert times.tolist() == at_once.take(sum(takes)).tolist()
+    assert one_by_one.next_due_ns() == at_once.next_due_ns()
 
 
 def test_a_stall_reanchors_instead_of_bursting() -> None:

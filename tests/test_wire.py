@@ -7,7 +7,7 @@ import struct
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -90,3 +90,13 @@ def test_as_dicts_gives_python_numbers() -> None:
     assert 3 == row["seq"] and isinstance(row["seq"], int)
     assert 1.5 == row["bid"]
     assert "reserved" not in row
+
+
+@settings(max_examples=50, deadline=None)
+@given(hnp.arrays(wire.TICK_DTYPE, st.integers(0, 20)))
+def test_copy_ticks_is_an_equal_writable_independent_copy(ticks: wire.Ticks) -> None:
+    source = np.frombuffer(ticks.tobytes(), dtype=wire.TICK_DTYPE)  # read-only, like concat's
+    copy = wire.copy_ticks(source)
+    assert copy.dtype == wire.TICK_DTYPE and copy.tobytes() == source.tobytes()
+    copy["seq"] += np.uint64(1)
+    assert source.tobytes() == ticks.tobytes()
