@@ -86,13 +86,14 @@ class Plan:
     rest: int
     latency: float
     latency_side: float
+    latency_rounds: int
     redis_bare: float
 
 
 FULL = Plan(warm=1.0, engine=1.5, zmq_bare=3.0, zmq=5.0, grpc_bare=3.0, grpc=5.0, history=8.0,
-            rest=10, latency=20.0, latency_side=10.0, redis_bare=2.0)
+            rest=10, latency=10.0, latency_side=10.0, latency_rounds=3, redis_bare=2.0)
 QUICK = Plan(warm=0.5, engine=0.3, zmq_bare=0.8, zmq=1.2, grpc_bare=0.7, grpc=1.5, history=2.0,
-             rest=2, latency=5.0, latency_side=2.5, redis_bare=0.5)
+             rest=2, latency=5.0, latency_side=2.5, latency_rounds=1, redis_bare=0.5)
 
 # Rates (ticks/s per symbol; the feed has 2 symbols).
 ZMQ_RATES = (100_000, 1_000_000)  # 1,000,000 is FEED_TICK_RATE's maximum: the feed's own limit
@@ -1529,12 +1530,31 @@ def latency_client(plan: Plan, target: str, pids: dict[str, int], seconds: float
         PROCS.kill(client)
 
 
+LATENCY_KEYS = (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9"), ("max_ms", "max"))
+
+
+def _median_round(results: list[dict[str, Any]]) -> dict[str, float]:
+    """Each latency percentile's median over the rounds (one round: its own figures)."""
+    return {key: float(np.median([r["latency"][key] for r in results]))
+            for key, _ in LATENCY_KEYS}
+
+
 def bench_latency(plan: Plan, report: Report, prefixes: list[str]) -> None:
+    """Generation -> receipt latency at 10k ticks/s: plain ZMQ, then rounds of bare relay and
+    bridge in turn.
+
+    On a shared 2-core VM one window's p99 varies by 2x from run to run, so the bridge and its
+    ceiling are measured alternately, `latency_rounds` times, and each figure is the median
+    over the rounds (every round's p99 is in the note). The bridge is stopped while the relay
+    runs, so neither shares the machine with the other.
+    """
     details: dict[str, Any] = {}
     rate = LATENCY_RATE
     offered = rate * N_SYMBOLS
     rpid = redis_pid()
     side = plan.latency_side
+    relays: list[dict[str, Any]] = []
+    bridges: list[dict[str, Any]] = []
     with system("latency", prefixes, FEED_TICK_RATE=str(rate)) as sys_:
         sys_.start("feedsim")
         feedsim_pid = sys_.procs["feedsim"].pid
@@ -1552,43 +1572,54 @@ def bench_latency(plan: Plan, report: Report, prefixes: list[str]) -> None:
             PROCS.kill(sub)
         details["zmq"] = zmq_r
 
-        log(f"latency: feedsim -> bare relay (zmq.asyncio + grpc.aio) -> 1 client, {side:.0f} s")
-        port = free_port()
-        relay = spawn_worker("bare-relay", {"endpoint": sys_.env["FEED_PUB_ENDPOINT"],
-                                            "port": port, "lifetime": side + 60})
-        try:
-            wait_port(port)
-            relay_r = latency_client(plan, f"127.0.0.1:{port}",
-                                     {"feedsim": feedsim_pid, "relay": relay.pid}, side)
-        finally:
-            PROCS.kill(relay)
-        details["bare_relay"] = relay_r
-
-        log(f"latency: feedsim -> bridge -> 1 StreamTicks client, {plan.latency:.0f} s")
-        sys_.start("bridge")
-        sys_.wait_grpc_serving()
-        wait_metric(sys_.env["BRIDGE_METRICS_PORT"], "bridge_ticks_received_total", 1)
-        grpc_r = latency_client(plan, sys_.grpc_target,
-                                {**pids_of(sys_), "redis-server": rpid or 0}, plan.latency)
-        details["grpc"] = grpc_r
+        for n in range(1, plan.latency_rounds + 1):
+            log(f"latency round {n}/{plan.latency_rounds}: feedsim -> bare relay (zmq.asyncio "
+                f"+ grpc.aio) -> 1 client, {side:.0f} s")
+            port = free_port()
+            relay = spawn_worker("bare-relay", {"endpoint": sys_.env["FEED_PUB_ENDPOINT"],
+                                                "port": port, "lifetime": side + 60})
+            try:
+                wait_port(port)
+                relays.append(latency_client(plan, f"127.0.0.1:{port}",
+                                             {"feedsim": feedsim_pid, "relay": relay.pid}, side))
+            finally:
+                PROCS.kill(relay)
+            log(f"latency round {n}/{plan.latency_rounds}: feedsim -> bridge -> 1 StreamTicks "
+                f"client, {plan.latency:.0f} s")
+            sys_.start("bridge")
+            sys_.wait_grpc_serving()
+            wait_metric(sys_.env["BRIDGE_METRICS_PORT"], "bridge_ticks_received_total", 1)
+            bridges.append(latency_client(plan, sys_.grpc_target,
+                                          {**pids_of(sys_), "redis-server": rpid or 0},
+                                          plan.latency))
+            sys_.stop("bridge")
+    details["bare_relay"] = relays
+    details["grpc"] = bridges
     report.details["latency"] = details
-    zl, rl, gl = zmq_r["latency"], relay_r["latency"], grpc_r["latency"]
-    for key, label in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9"),
-                       ("max_ms", "max")):
-        ok = gl.get(key, 1e9) < 2.0 if key == "p99_ms" else None
+    gl, rl, zl = _median_round(bridges), _median_round(relays), zmq_r["latency"]
+    grpc_r, relay_r = bridges[len(bridges) // 2], relays[len(relays) // 2]
+    rounds = len(bridges)
+
+    def p99s(results: list[dict[str, Any]]) -> str:
+        return ", ".join(f"{r['latency']['p99_ms']:.2f}" for r in results)
+
+    for key, label in LATENCY_KEYS:
+        ok = gl[key] < 2.0 if key == "p99_ms" else None
         report.add(Row(
             "latency", f"ts_ns -> StreamTicks client, {label} @ {offered:,} ticks/s",
-            gl.get(key), "ms", rl.get(key), "bare relay", target="< 2 ms" if ok is not None
-            else "", passed=ok,
-            note=(f"bridge: {gl['n']:,} ticks over {plan.latency:.0f} s, seq gaps "
-                  f"{grpc_r['gaps']}, {grpc_r['ticks'] / max(grpc_r['messages'], 1):.1f} "
-                  f"ticks/message; CPU: {cpu_text(grpc_r['cpu'])}. Ceiling = the same feed "
-                  "through a bare relay (zmq.asyncio SUB -> decode -> grpc.aio write, nothing "
-                  f"else) to the same client: {rl['n']:,} ticks over {side:.0f} s, seq gaps "
-                  f"{relay_r['gaps']}; CPU: {cpu_text(relay_r['cpu'])}. For a latency the "
-                  "ratio is figure/ceiling: above 1 is slower" if key == "p50_ms" else "")))
-    for key, label in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9"),
-                       ("max_ms", "max")):
+            gl[key], "ms", rl[key], "bare relay", target="< 2 ms" if ok is not None else "",
+            passed=ok,
+            note=(f"median of {rounds} round(s), each a {side:.0f} s bare relay run then a "
+                  f"{plan.latency:.0f} s bridge run; p99 by round: bridge {p99s(bridges)}, relay "
+                  f"{p99s(relays)} ms. Round {len(bridges) // 2 + 1}: bridge "
+                  f"{grpc_r['latency']['n']:,} ticks, seq gaps {grpc_r['gaps']}, "
+                  f"{grpc_r['ticks'] / max(grpc_r['messages'], 1):.1f} ticks/message; CPU: "
+                  f"{cpu_text(grpc_r['cpu'])}. Ceiling = the same feed through a bare relay "
+                  "(zmq.asyncio SUB -> decode -> grpc.aio write, nothing else) to the same "
+                  f"client: seq gaps {relay_r['gaps']}; CPU: {cpu_text(relay_r['cpu'])}. For a "
+                  "latency the ratio is figure/ceiling: above 1 is slower"
+                  if key == "p50_ms" else "")))
+    for key, label in LATENCY_KEYS:
         report.add(Row(
             "latency", f"ts_ns -> ZMQ SUB receipt (no bridge), {label}", zl.get(key), "ms",
             note=(f"feedsim -> plain SUB + wire.decode: {zl['n']:,} ticks over {side:.0f} s, "
