@@ -157,6 +157,7 @@ class FeedServer:
             books = self.feed.update_books(result.batches)
             for batch in result.batches:
                 self._publish_book(batch.symbol, books.get(batch.symbol, []))
+            self.feed.top_up()  # values for the next steps, now that this one's are out
             for symbol in result.reanchored:
                 self.metrics.reanchors.labels(symbol).inc()
                 log.warning("schedule reset after a stall", extra={"symbol": symbol})

@@ -262,16 +262,21 @@ def test_tick_rate_override_applies_to_every_symbol() -> None:
     assert {5000.0} == {s.market.rate for s in config.symbols}
 
 
-@pytest.mark.parametrize("ahead_s", [0.0, 0.05, 10.0])
-def test_making_values_ahead_changes_nothing_but_cost(ahead_s: float) -> None:
-    def run(ahead: float) -> list[bytes]:
+@pytest.mark.parametrize(("ahead_s", "top_up"), [(0.0, False), (0.05, False), (0.05, True),
+                                                 (10.0, False), (10.0, True)])
+def test_making_values_ahead_changes_nothing_but_cost(ahead_s: float, top_up: bool) -> None:
+    """Values made ahead, in produce or topped up between steps (as feedsim's loop does), are
+    the values made one step at a time."""
+    def run(ahead: float, top_up: bool) -> list[bytes]:
         feed = Feed(SYMBOLS, 4, start_ns=0, ahead_s=ahead)
         out = []
         for now in range(0, 30 * NS, NS // 7):
             out += [b.ticks.tobytes() for b in feed.step(now).batches]
+            if top_up:
+                feed.top_up()
         return out
 
-    assert run(0.0) == run(ahead_s)
+    assert run(0.0, False) == run(ahead_s, top_up)
 
 
 CROSS_FILE = Path(__file__).with_name("data") / "symbols_cross.toml"
