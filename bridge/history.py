@@ -173,11 +173,13 @@ class HistoryWriter:
     async def run(self) -> None:
         """Flush until stop() is called, then flush what is left (bounded by the caller)."""
         backoff = 0.05
+        loop = asyncio.get_running_loop()
         while True:
             await self._next_work()
             self._wakeup.clear()
             # Let the streams woken by the same ticks send first: history is not latency-bound.
             await asyncio.sleep(0)
+            started = loop.time()
             try:
                 await self.flush(all_candles=self._stopping)
                 backoff = 0.05
@@ -190,14 +192,23 @@ class HistoryWriter:
                 backoff = min(backoff * 2, 2.0)
                 self._wakeup.set()
                 continue
-            if self._pending_ticks or self._companions_due():
+            waiting = bool(self._pending_ticks) or self._companions_due()
+            if waiting and (self._stopping or self._pending_ticks >= FLUSH_MAX_TICKS):
+                # What is left after a bounded flush (a backlog), or at stop: at once, letting
+                # the feed run in between.
                 self._wakeup.set()
-                await asyncio.sleep(0)  # let the feed run between bounded flushes
+                await asyncio.sleep(0)
                 continue
             if self._stopping:
                 return
-            if self.flush_interval_s:
-                await asyncio.sleep(self.flush_interval_s)
+            if waiting:
+                self._wakeup.set()
+            # At most one flush per interval while ticks keep coming: each flush costs a
+            # round trip and a pass over the companions whatever it carries, so flushing
+            # again as soon as the last one returned cost the bridge's loop most of its time.
+            rest = self.flush_interval_s - (loop.time() - started)
+            if rest > 0:
+                await asyncio.sleep(rest)
 
     def stop(self) -> None:
         """Ask run() to return once everything received so far is written."""

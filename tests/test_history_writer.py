@@ -151,3 +151,32 @@ def test_a_retry_after_a_partly_applied_write_stores_nothing_twice(
     asyncio.run(scenario())
     _, ticks = stored(redis_client, f"{redis_prefix}ticks:A")
     assert list(range(1, 9)) == ticks["seq"].tolist()
+
+
+def test_flushes_at_most_once_per_interval_while_ticks_keep_coming(
+        redis_url: str, redis_prefix: str, redis_client: redis.Redis) -> None:
+    """Ticks arriving during a flush wait for the next interval instead of making the writer
+    flush again at once (which kept the bridge's loop busy flushing a few ticks at a time)."""
+    interval_s, duration_s = 0.05, 0.5
+
+    async def scenario() -> None:
+        w, client = writer(redis_url, redis_prefix, flush_interval_s=interval_s)
+        task = asyncio.create_task(w.run())
+        seq, loop = 1, asyncio.get_running_loop()
+        end = loop.time() + duration_s
+        while loop.time() < end:
+            w.add(batch("BTC-USD", seq, 2, t0_ms=1_000 + seq))
+            seq += 2
+            await asyncio.sleep(0)  # a tick between any two steps of a flush
+        w.stop()
+        await asyncio.wait_for(task, 5.0)
+        await client.aclose()
+        flushes.append(next(sample.value for metric in w.metrics.flush_seconds.collect()
+                            for sample in metric.samples if sample.name.endswith("_count")))
+
+    flushes: list[float] = []
+    asyncio.run(scenario())
+    _, ticks = stored(redis_client, f"{redis_prefix}ticks:BTC-USD")
+    assert ticks["seq"].tolist() == list(range(1, len(ticks) + 1)) and len(ticks) > 0
+    # At most one flush per interval, plus the first and the one at stop.
+    assert 1 <= flushes[0] <= duration_s / interval_s + 2
