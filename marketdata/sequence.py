@@ -11,6 +11,8 @@ import numpy as np
 
 from marketdata import wire
 
+_OR = np.bitwise_or.reduce
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -48,20 +50,21 @@ class SequenceTracker:
         previous = self._last.get(batch.symbol)
         restarted = previous is not None and previous[0] != batch.session
         last_seq = 0 if previous is None or restarted else previous[1]
-        first = int(ticks["seq"][0])
+        seqs = ticks["seq"]
+        first = int(seqs[0])
         if first <= last_seq:
-            ticks = ticks[ticks["seq"] > last_seq]
+            ticks = ticks[seqs > last_seq]
             if not len(ticks):
                 return Observation(None, 0, restarted)
-            first = int(ticks["seq"][0])
+            seqs = ticks["seq"]
+            first = int(seqs[0])
         # After a restart the new session's ticks before `first` were missed too.
         missed = first - last_seq - 1 if previous is not None else 0
-        if ticks["flags"].any():
-            snap = (ticks["flags"] & wire.FLAG_SNAPSHOT) != 0
-            if snap.any():
-                ticks = ticks.copy()
-                ticks["flags"] &= np.uint32(0xFFFFFFFF ^ wire.FLAG_SNAPSHOT)
-        self._last[batch.symbol] = (batch.session, int(ticks["seq"][-1]))
+        # One reduction, not a mask: this runs for every message the bridge receives.
+        if int(_OR(ticks["flags"])) & wire.FLAG_SNAPSHOT:
+            ticks = wire.copy_ticks(ticks)
+            ticks["flags"] &= np.uint32(0xFFFFFFFF ^ wire.FLAG_SNAPSHOT)
+        self._last[batch.symbol] = (batch.session, int(seqs[-1]))
         fresh = batch if ticks is batch.ticks else wire.TickBatch(batch.symbol, batch.session,
                                                                    ticks)
         return Observation(fresh, max(missed, 0), restarted)

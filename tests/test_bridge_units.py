@@ -6,6 +6,8 @@ import asyncio
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge import SlowConsumer
 from bridge.fanout import ConflatingSubscriber, Hub, Subscriber
@@ -40,6 +42,35 @@ def test_tracker_counts_gaps_and_drops_repeats() -> None:
     gap = tracker.observe(batch("A", [10, 11]))
     assert 2 == gap.missed
     assert (1, 11) == tracker.last("A")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(-3, 4), st.integers(1, 5),
+                          st.lists(st.sampled_from([0, 1, 2, 3, 6, 7]), min_size=5, max_size=5)),
+                min_size=1, max_size=12))
+def test_tracker_passes_exactly_the_new_ticks_without_the_snapshot_flag(
+        steps: list[tuple[int, int, list[int]]]) -> None:
+    """Against a plain model: fresh = the ticks above the last seen seq, FLAG_SNAPSHOT cleared,
+    other flags kept, the received batch itself untouched."""
+    tracker, last, next_first = SequenceTracker(), 0, 1
+    for shift, n, flags in steps:
+        first = max(1, next_first + shift)  # overlaps (repeats), follows, or skips ahead
+        received = batch("A", list(range(first, first + n)))
+        received.ticks["flags"] = flags[:n]
+        before = received.ticks.tobytes()
+        observation = tracker.observe(received)
+        assert received.ticks.tobytes() == before
+        expected = [(s, f & ~wire.FLAG_SNAPSHOT) for s, f in zip(range(first, first + n),
+                                                                  flags, strict=False)
+                    if s > last]
+        got = ([] if observation.fresh is None else
+               list(zip(observation.fresh.ticks["seq"].tolist(),
+                        observation.fresh.ticks["flags"].tolist(), strict=True)))
+        assert got == expected
+        assert observation.missed == (max(0, expected[0][0] - last - 1)
+                                      if expected and last else 0)
+        last = max(last, first + n - 1)
+        next_first = first + n
 
 
 def test_tracker_notices_a_new_session() -> None:
