@@ -142,6 +142,7 @@ class HistoryWriter:
         self._wakeup = asyncio.Event()
         self._use_minid: bool | None = None
         self._stopping = False
+        self._stop_requested = asyncio.Event()
         self._last_drop_log = float("-inf")
         self._dropped_since_log = 0
 
@@ -208,11 +209,13 @@ class HistoryWriter:
             # again as soon as the last one returned cost the bridge's loop most of its time.
             rest = self.flush_interval_s - (loop.time() - started)
             if rest > 0:
-                await asyncio.sleep(rest)
+                with contextlib.suppress(TimeoutError):  # stop() ends the pause
+                    await asyncio.wait_for(self._stop_requested.wait(), rest)
 
     def stop(self) -> None:
         """Ask run() to return once everything received so far is written."""
         self._stopping = True
+        self._stop_requested.set()
         self._wakeup.set()
 
     def _due_in(self) -> float | None:

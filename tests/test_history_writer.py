@@ -180,3 +180,24 @@ def test_flushes_at_most_once_per_interval_while_ticks_keep_coming(
     assert ticks["seq"].tolist() == list(range(1, len(ticks) + 1)) and len(ticks) > 0
     # At most one flush per interval, plus the first and the one at stop.
     assert 1 <= flushes[0] <= duration_s / interval_s + 2
+
+
+def test_stop_ends_the_pause_between_flushes_and_writes_everything(
+        redis_url: str, redis_prefix: str, redis_client: redis.Redis) -> None:
+    """With a long flush interval, ticks received during the pause are written at stop without
+    waiting the interval out (the bridge gives history 5 s at shutdown)."""
+    async def scenario() -> None:
+        w, client = writer(redis_url, redis_prefix, flush_interval_s=60.0)
+        task = asyncio.create_task(w.run())
+        w.add(batch("BTC-USD", 1, 3, t0_ms=1_000))
+        while w.pending_ticks:  # the first flush goes out at once, then the pause starts
+            await asyncio.sleep(0.01)
+        w.add(batch("BTC-USD", 4, 2, t0_ms=1_010))
+        await asyncio.sleep(0.05)
+        w.stop()
+        await asyncio.wait_for(task, 10.0)  # far below the 60 s pause
+        await client.aclose()
+
+    asyncio.run(scenario())
+    _, ticks = stored(redis_client, f"{redis_prefix}ticks:BTC-USD")
+    assert [1, 2, 3, 4, 5] == ticks["seq"].tolist()
