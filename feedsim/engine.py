@@ -117,7 +117,7 @@ class SymbolFeed:
         """Make the next look-ahead of values once fewer than half of it are left: a publisher
         calls this after sending, so that quoting (~40 us a call) rarely delays a step's ticks.
         """
-        if self.ahead > 1 and len(self._made) < self.ahead // 2:
+        if len(self._made) < max(1, self.ahead // 2):
             self._make(self.ahead)
 
     def _make(self, want: int) -> None:
