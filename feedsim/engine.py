@@ -115,7 +115,8 @@ class SymbolFeed:
 
     def top_up(self) -> None:
         """Make the next look-ahead of values once fewer than half of it are left: a publisher
-        calls this after sending, so that quoting (~40 us a call) rarely delays a step's ticks.
+        calls this after sending, so that quoting (~0.3 ms a call on a slow machine, whatever
+        its size) rarely delays a step's ticks.
         """
         if len(self._made) < max(1, self.ahead // 2):
             self._make(self.ahead)
