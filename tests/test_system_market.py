@@ -165,10 +165,8 @@ def test_grpc_history_without_start_is_the_latest_ticks(system: System) -> None:
     assert abs(time.time_ns() - reply.end_ns) < 5e9
     # The default limit is 1000: ask once history holds more than that (the bridge may have
     # joined the feed after its first ticks, so count what is stored, not the latest seq).
-    wait_for("over 1000 ticks in history", lambda: (
-        r if len((r := call(system, lambda s: s.GetHistory(
-            pb.GetHistoryRequest(symbol="ETH-USD", limit=1001), timeout=5))).ticks.seq) > 1000
-        else None))
+    wait_for("over 1000 ticks in history", lambda: len(call(system, lambda s: s.GetHistory(
+        pb.GetHistoryRequest(symbol="ETH-USD", limit=1001), timeout=5)).ticks.seq) > 1000)
     default = call(system, lambda s: s.GetHistory(pb.GetHistoryRequest(symbol="ETH-USD"),
                                                   timeout=5))
     latest = ticks_from_message(default.ticks)
