@@ -119,6 +119,14 @@ def test_risk_monitor_sees_every_update_within_the_rest_spread_for_the_same_seq(
             assert (rest["bid"], rest["ask"]) == (update.bid, update.ask)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="timer slack is Linux's")
+def test_feedsim_sleeps_between_turns_with_1_ns_timer_slack(system: System) -> None:
+    """With Linux's default 50 us slack every sub-millisecond sleep, and so every tick of the
+    turn after it, ended ~50 us later than asked."""
+    pid = system.procs["feedsim"].pid
+    assert Path(f"/proc/{pid}/timerslack_ns").read_text().strip() == "1"
+
+
 def test_all_prices_and_symbols_in_canonical_form(system: System) -> None:
     status, body = system.http("/api/v1/prices")
     assert 200 == status
