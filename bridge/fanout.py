@@ -15,8 +15,9 @@ symbol, so it can never overflow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from bridge import SlowConsumer
@@ -121,11 +122,44 @@ class ConflatingSubscriber(Subscriber):
 
 
 class Hub:
-    """The set of live subscribers; publish is synchronous and never blocks."""
+    """The set of live subscribers; publish is synchronous and never blocks.
+
+    The hub also knows when streams are writing (`writing`), so that work which can wait (history
+    flushes) can start in the quiet gap after a batch went out instead of in front of its writes
+    (`quiet`).
+    """
 
     def __init__(self) -> None:
         self._subscribers: set[Subscriber] = set()
         self.slow_disconnects = 0
+        self._writers = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Mark a stream as writing for the duration of the block."""
+        self._writers += 1
+        self._quiet.clear()
+        try:
+            yield
+        finally:
+            self._writers -= 1
+            if not self._writers:
+                self._quiet.set()
+
+    async def quiet(self, timeout_s: float) -> bool:
+        """Wait until no stream is writing, at most `timeout_s`; return whether it got quiet.
+
+        The bound matters: a stalled client's write never ends.
+        """
+        if self._quiet.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self._quiet.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     def __len__(self) -> int:
         return len(self._subscribers)

@@ -14,9 +14,11 @@ HISTORY_RETENTION_S (``MINID ~``; ``MAXLEN ~`` on Redis older than 6.2).
 
 The writer never blocks the feed: ``add`` only appends to memory; one task flushes everything
 pending in one pipeline, as soon as the previous flush is done but at most every
-HISTORY_FLUSH_INTERVAL_MS. While Redis is down it keeps up to HISTORY_MAX_PENDING_TICKS ticks,
-retrying with backoff, and drops (and counts) the oldest beyond that. On shutdown it flushes what it
-has received.
+HISTORY_FLUSH_INTERVAL_MS. Each flush first awaits ``before_flush`` (in the bridge: until no gRPC
+stream is writing, at most 2 ms), so the flush's CPU lands in the gap after a batch was sent
+rather than in front of the streams' writes. While Redis is down it keeps up to
+HISTORY_MAX_PENDING_TICKS ticks, retrying with backoff, and drops (and counts) the oldest beyond
+that. On shutdown it flushes what it has received.
 
 Candles (``bridge.candles``) ride on the same cycle: given a CandleWriter, a flush at most every
 CANDLE_WRITE_INTERVAL_S (50 ms) folds the batches received since the last one into the candles
@@ -36,6 +38,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -124,8 +127,10 @@ class HistoryWriter:
     def __init__(self, client: aioredis.Redis, keys: Keys, metrics: HistoryMetrics, *,
                  retention_ms: int, flush_interval_s: float, max_pending_ticks: int,
                  max_entries: int = 1_000_000, candles: CandleWriter | None = None,
-                 trades: TradeWriter | None = None, books: BookWriter | None = None) -> None:
+                 trades: TradeWriter | None = None, books: BookWriter | None = None,
+                 before_flush: Callable[[], Awaitable[object]] | None = None) -> None:
         self.client = client
+        self.before_flush = before_flush
         self.keys = keys
         self.metrics = metrics
         self.retention_ms = retention_ms
@@ -180,6 +185,8 @@ class HistoryWriter:
             self._wakeup.clear()
             # Let the streams woken by the same ticks send first: history is not latency-bound.
             await asyncio.sleep(0)
+            if self.before_flush is not None:
+                await self.before_flush()
             started = loop.time()
             try:
                 await self.flush(all_candles=self._stopping)

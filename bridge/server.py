@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 INSTRUMENTS_REWRITE_S = 5.0
 STORE_READERS = 2
 """Threads reading Redis for the history, candle and trade RPCs (bounds their share of the CPU)."""
+STREAMS_QUIET_WAIT_S = 0.002
+"""How long a history flush waits for the streams' writes of the latest batch to finish."""
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MarketDataService"].full_name
 
 
@@ -116,6 +118,7 @@ class Bridge:
             candles=self.candles,
             trades=TradeWriter(self.keys),
             books=BookWriter(self.keys),
+            before_flush=lambda: self.hub.quiet(STREAMS_QUIET_WAIT_S),
         )
         self.control = ControlClient(self.context, config.feed_control_endpoint)
         self.subscription = TickSubscription(self.context, config.feed_pub_endpoint,

@@ -233,8 +233,9 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
         try:
             batches = snapshot
             while True:
-                for message in render(batches):
-                    await context.write(message)
+                with self.hub.writing():
+                    for message in render(batches):
+                        await context.write(message)
                 sent.inc(sum(len(b) for b in batches))
                 if interval_s:
                     await asyncio.sleep(interval_s)

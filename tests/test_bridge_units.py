@@ -116,6 +116,39 @@ def test_a_slow_subscriber_is_disconnected_without_affecting_others() -> None:
     asyncio.run(scenario())
 
 
+def test_hub_is_quiet_only_while_no_stream_is_writing() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        assert await hub.quiet(0.0)
+        release = asyncio.Event()
+
+        async def stream() -> None:
+            with hub.writing():
+                await release.wait()
+
+        tasks = [asyncio.create_task(stream()) for _ in range(2)]
+        await asyncio.sleep(0)
+        assert not await hub.quiet(0.01)  # a stalled write bounds the wait, it does not hold it
+        waiting = asyncio.create_task(hub.quiet(5.0))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        release.set()
+        assert await asyncio.wait_for(waiting, 1.0)
+        await asyncio.gather(*tasks)
+
+    asyncio.run(scenario())
+
+
+def test_hub_is_quiet_again_after_a_write_fails() -> None:
+    async def scenario() -> None:
+        hub = Hub()
+        with pytest.raises(ConnectionError), hub.writing():
+            raise ConnectionError("client went away")
+        assert await hub.quiet(0.0)
+
+    asyncio.run(scenario())
+
+
 def test_conflating_subscriber_keeps_only_the_latest_per_symbol() -> None:
     async def scenario() -> None:
         sub = ConflatingSubscriber(None)

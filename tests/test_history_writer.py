@@ -182,6 +182,37 @@ def test_flushes_at_most_once_per_interval_while_ticks_keep_coming(
     assert 1 <= flushes[0] <= duration_s / interval_s + 2
 
 
+def test_each_flush_waits_for_before_flush(
+        redis_url: str, redis_prefix: str, redis_client: redis.Redis) -> None:
+    """The bridge passes a wait for its streams' writes, so flushes go out in the gap after a
+    batch was sent, not in front of its writes."""
+    key = f"{redis_prefix}ticks:BTC-USD"
+
+    async def scenario() -> None:
+        streams_done = asyncio.Event()
+        waits = 0
+
+        async def before_flush() -> None:
+            nonlocal waits
+            waits += 1
+            await streams_done.wait()
+
+        w, client = writer(redis_url, redis_prefix, before_flush=before_flush)
+        task = asyncio.create_task(w.run())
+        w.add(batch("BTC-USD", 1, 3, t0_ms=1_000))
+        await asyncio.sleep(0.05)
+        assert 1 == waits and 0 == redis_client.exists(key) and 3 == w.pending_ticks
+        streams_done.set()
+        while w.pending_ticks:
+            await asyncio.sleep(0.01)
+        w.stop()
+        await asyncio.wait_for(task, 5.0)
+        await client.aclose()
+
+    asyncio.run(scenario())
+    assert [1, 2, 3] == stored(redis_client, key)[1]["seq"].tolist()
+
+
 def test_stop_ends_the_pause_between_flushes_and_writes_everything(
         redis_url: str, redis_prefix: str, redis_client: redis.Redis) -> None:
     """With a long flush interval, ticks received during the pause are written at stop without
