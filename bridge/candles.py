@@ -40,7 +40,6 @@ was restarted in continues instead of starting over.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -50,6 +49,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from bridge.config import DEFAULT_CANDLE_RETENTION_S
+from bridge.history import Cadence
 from marketdata import candles, wire
 from marketdata.candles import Candle, CandleAggregator
 from marketdata.layout import Keys
@@ -110,9 +110,7 @@ class CandleWriter:
         retention = {**DEFAULT_CANDLE_RETENTION_S, **(retention_s or {})}
         self.retention_ms = {name: seconds * 1000 for name, seconds in retention.items()}
         self.max_pending = max_pending
-        self.write_interval_s = write_interval_s
-        self.clock = clock
-        self._last_take = -math.inf
+        self.cadence = Cadence(write_interval_s, clock)
         self._batches: list[wire.TickBatch] = []
         self._upserts: OrderedDict[CandleKey, Candle] = OrderedDict()
 
@@ -125,7 +123,7 @@ class CandleWriter:
         """Return the seconds until pending work is due (0.0: now), or None when nothing is."""
         if not self.pending:
             return None
-        return max(0.0, self._last_take + self.write_interval_s - self.clock())
+        return self.cadence.due_in()
 
     def add(self, batch: wire.TickBatch) -> None:
         """Queue a batch of fresh ticks for aggregation (never blocks)."""
@@ -144,12 +142,12 @@ class CandleWriter:
     def take(self, budget: int = CANDLES_PER_FLUSH, *, force: bool = True) -> list[Candle]:
         """Aggregate, then remove and return up to `budget` upserts, least recently changed first.
 
-        Without `force`, only once write_interval_s has passed since the previous take.
+        Without `force`, only once the cadence's interval has passed since the previous take.
         """
         due_in = self.due_in()
         if due_in is None or (due_in > 0.0 and not force):
             return []
-        self._last_take = self.clock()
+        self.cadence.mark()
         self.aggregate()
         taken: list[Candle] = []
         while self._upserts and len(taken) < budget:

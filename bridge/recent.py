@@ -12,8 +12,9 @@ limit: LPUSH the new ones (oldest first, so the newest ends at the head), LTRIM 
 a read is one LRANGE 0 limit-1.
 
 Both are written by the history flush, in its pipeline (``HistoryWriter``): books as they arrive
-(about every 100 ms a symbol, the latest one only), trades from the same fresh ticks that
-history stores, so the list holds exactly the trade ticks of history. A flush that fails or times
+(about every 100 ms a symbol, the latest one only), trades at most every 50 ms (with the
+candles) from the same fresh ticks that history stores, so the list holds exactly the trade
+ticks of history. A flush that fails or times
 out may have been applied in part: the trade writer then re-reads the head of each list before
 its next write and skips the trades already there, so a retry never stores a trade twice.
 
@@ -22,14 +23,19 @@ The stored book's layout is in ``marketdata.layout``.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 
+from bridge.history import Cadence
 from marketdata import trades as mdtrades
 from marketdata import wire
 from marketdata.layout import Keys, pack_book
 from marketdata.queries import MAX_TRADES_LIMIT
+
+TRADE_WRITE_INTERVAL_S = 0.05  # the candles' cadence: a trade reaches Redis within ~50 ms
 
 TakenTrades = list[tuple[str, mdtrades.Trades]]
 """(symbol, its trades oldest first) for each symbol with trades to write."""
@@ -82,17 +88,21 @@ class BookWriter:
 class TradeWriter:
     """Extracts the trades of fresh ticks and pushes them onto each symbol's capped list.
 
-    ``add`` only keeps the batch: trades are extracted once per symbol per flush, from all its
-    batches joined, which costs far less than once per batch at high tick rates. While Redis is
-    unreachable a symbol's batches are folded into its newest `kept` trades every COMPACT_TICKS
-    ticks, so memory stays bounded.
+    ``add`` only keeps the batch: trades are extracted once per symbol per write, from all its
+    batches joined, which costs far less than once per batch at high tick rates. They are
+    written at most every `write_interval_s` (50 ms, as the candles), not with every flush.
+    While Redis is unreachable a symbol's batches are folded into its newest `kept` trades every
+    COMPACT_TICKS ticks, so memory stays bounded.
     """
 
     COMPACT_TICKS = 100_000
 
-    def __init__(self, keys: Keys, kept: int = MAX_TRADES_LIMIT) -> None:
+    def __init__(self, keys: Keys, kept: int = MAX_TRADES_LIMIT, *,
+                 write_interval_s: float = TRADE_WRITE_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.keys = keys
         self.kept = kept
+        self.cadence = Cadence(write_interval_s, clock)
         self._batches: dict[str, list[wire.TickBatch]] = {}
         self._ticks: dict[str, int] = {}
         self._trades: dict[str, mdtrades.Trades] = {}
@@ -110,11 +120,18 @@ class TradeWriter:
             self._compact(batch.symbol)
 
     def due_in(self) -> float | None:
-        """Return 0.0 while ticks or trades wait (written with every flush), else None."""
-        return 0.0 if self._batches or self._trades else None
+        """Return the seconds until waiting ticks or trades are due (0.0: now), else None."""
+        return self.cadence.due_in() if self._batches or self._trades else None
 
     def take(self, *, force: bool = True) -> TakenTrades:
-        """Remove and return the pending trades of every symbol that has any."""
+        """Remove and return the pending trades of every symbol that has any.
+
+        Without `force`, only once the cadence's interval has passed since the previous take.
+        """
+        due_in = self.due_in()
+        if due_in is None or (due_in > 0.0 and not force):
+            return []
+        self.cadence.mark()
         for symbol in list(self._batches):
             self._compact(symbol)
         taken = [(symbol, found) for symbol, found in self._trades.items() if len(found)]

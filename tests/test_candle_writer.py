@@ -222,7 +222,7 @@ def test_candles_are_written_at_most_every_interval_and_without_new_ticks(
     async def scenario() -> None:
         w, client = make_writer(redis_url, redis_prefix)
         assert w.candles is not None
-        w.candles.write_interval_s = 0.3
+        w.candles.cadence.interval_s = 0.3
         task = asyncio.create_task(w.run())
         w.add(wire.TickBatch("A", 1, ticks[:1]))
         while not redis_client.exists(key):

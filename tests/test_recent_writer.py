@@ -103,6 +103,38 @@ def test_the_list_keeps_the_newest_trades_only(redis_url: str, redis_prefix: str
                                                       "A")["seq"].tolist()
 
 
+def test_trades_are_written_at_most_every_interval_and_without_new_ticks(
+        redis_url: str, redis_prefix: str, redis_client: redis.Redis) -> None:
+    ticks_key = Keys(redis_prefix).ticks("A")
+
+    def seqs() -> list[int]:
+        return stored_trades(redis_client, redis_prefix, "A")["seq"].tolist()
+
+    async def scenario() -> None:
+        w = writer(redis_url, redis_prefix)
+        assert w.trades is not None
+        w.trades.cadence.interval_s = 0.3
+        task = asyncio.create_task(w.run())
+        w.add(batch("A", 1, 2))
+        while not redis_client.exists(ticks_key):
+            await asyncio.sleep(0.005)
+        assert seqs() == [2, 1]  # the first take is due at once
+        w.add(batch("A", 3, 2))
+        while redis_client.xlen(ticks_key) < 2:  # the ticks go at once; the trades wait
+            await asyncio.sleep(0.005)
+        assert seqs() == [2, 1]
+        for _ in range(400):  # no tick comes: the writer's timer writes the trades
+            if seqs() == [4, 3, 2, 1]:
+                break
+            await asyncio.sleep(0.005)
+        assert seqs() == [4, 3, 2, 1]
+        w.stop()
+        await task
+        await w.client.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_a_retry_after_a_partly_applied_write_stores_no_trade_twice(
         redis_url: str, redis_prefix: str, redis_client: redis.Redis) -> None:
     async def scenario() -> None:
