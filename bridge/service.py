@@ -362,19 +362,22 @@ def _start_call(context: grpc.aio.ServicerContext[Any, Any]) -> None:
     logs.correlation_id.set(str(cid))
 
 
-def _rendered(batch: wire.TickBatch) -> list[pb.TickBatch]:
-    """Return `batch` as columnar messages of at most MAX_TICKS_PER_MESSAGE ticks.
+def _render(symbol: str, session: int, ticks: wire.Ticks) -> list[pb.TickBatch]:
+    """Return `ticks` as columnar messages of at most MAX_TICKS_PER_MESSAGE ticks."""
+    messages = []
+    for start in range(0, len(ticks), MAX_TICKS_PER_MESSAGE):
+        chunk = ticks[start:start + MAX_TICKS_PER_MESSAGE]
+        messages.append(pb.TickBatch(symbol=symbol, session=session,
+                                     **{n: chunk[n].tolist() for n in wire.FIELDS}))
+    return messages
 
-    Rendered once and kept with the batch: every stream that sends it shares the messages.
-    """
+
+def _rendered(batch: wire.TickBatch) -> list[pb.TickBatch]:
+    """Return `batch` rendered (``_render``) once and kept with the batch: every stream that
+    sends it alone shares the messages."""
     messages: list[pb.TickBatch] | None = batch.memo.get("pb")
     if messages is None:
-        messages = []
-        for start in range(0, len(batch.ticks), MAX_TICKS_PER_MESSAGE):
-            chunk = batch.ticks[start:start + MAX_TICKS_PER_MESSAGE]
-            messages.append(pb.TickBatch(symbol=batch.symbol, session=batch.session,
-                                         **{n: chunk[n].tolist() for n in wire.FIELDS}))
-        batch.memo["pb"] = messages
+        messages = batch.memo["pb"] = _render(batch.symbol, batch.session, batch.ticks)
     return messages
 
 
@@ -382,25 +385,19 @@ def _tick_messages(batches: list[wire.TickBatch]) -> list[pb.TickBatch]:
     """Coalesce the queued batches of each symbol into as few messages as the size bound allows.
 
     gRPC's cost is per message (~85 us), so a stream that fell a little behind catches up in
-    fewer, larger messages. Shared messages are never modified: merging starts from a copy.
+    fewer, larger messages. A symbol with one batch queued sends that batch's shared rendering;
+    several are joined as records and rendered once, which costs a half to a third of merging
+    their rendered messages.
     """
-    grouped: dict[tuple[str, int], list[pb.TickBatch]] = {}
+    grouped: dict[tuple[str, int], list[wire.TickBatch]] = {}
     for batch in batches:
-        grouped.setdefault((batch.symbol, batch.session), []).extend(_rendered(batch))
+        grouped.setdefault((batch.symbol, batch.session), []).append(batch)
     messages: list[pb.TickBatch] = []
-    for parts in grouped.values():
-        current, owned = parts[0], False
-        for part in parts[1:]:
-            if len(current.seq) + len(part.seq) > MAX_TICKS_PER_MESSAGE:
-                messages.append(current)
-                current, owned = part, False
-                continue
-            if not owned:
-                copy = pb.TickBatch()
-                copy.CopyFrom(current)
-                current, owned = copy, True
-            current.MergeFrom(part)
-        messages.append(current)
+    for (symbol, session), group in grouped.items():
+        if len(group) == 1:
+            messages += _rendered(group[0])
+        else:
+            messages += _render(symbol, session, wire.concat([b.ticks for b in group]))
     return messages
 
 

@@ -175,6 +175,9 @@ def test_closing_wakes_a_waiting_reader() -> None:
 def test_tick_messages_coalesce_in_order_within_the_size_bound_sharing_rendered_ones() -> None:
     batches = [batch("BTC-USD", list(range(1 + 300 * i, 1 + 300 * (i + 1)))) for i in range(5)]
     batches.insert(2, batch("ETH-USD", [1, 2]))
+    for b in batches:  # every field differs from tick to tick
+        for k, name in enumerate(wire.FIELDS[2:], start=1):
+            b.ticks[name] = b.ticks["seq"] * k + 0.25 if name != "flags" else b.ticks["seq"] % 7
     before = [m.SerializeToString() for b in batches for m in _rendered(b)]
     messages = _tick_messages(batches)
     btc = [m for m in messages if m.symbol == "BTC-USD"]
@@ -182,8 +185,14 @@ def test_tick_messages_coalesce_in_order_within_the_size_bound_sharing_rendered_
     assert list(range(1, 1501)) == [s for m in btc for s in m.seq]
     assert 2 == len(btc)
     assert before == [m.SerializeToString() for b in batches for m in _rendered(b)]
-    assert [1, 2] == ticks_from_message(
-        next(m for m in messages if m.symbol == "ETH-USD"))["seq"].tolist()
+    (eth,) = [m for m in messages if m.symbol == "ETH-USD"]
+    assert [1, 2] == ticks_from_message(eth)["seq"].tolist()
+    assert eth is _rendered(batches[2])[0]  # a symbol's only batch: the shared rendering
+    for message in btc:  # joined ones: every field, as rendered batch by batch
+        got = ticks_from_message(message)
+        first = int(got["seq"][0])
+        want = wire.concat([b.ticks for b in batches if b.symbol == "BTC-USD"])
+        assert want[first - 1:first - 1 + len(got)].tobytes() == got.tobytes()
 
 
 def test_tick_batches_carry_every_symbol_in_one_message_within_the_bound() -> None:
