@@ -273,8 +273,8 @@ class HistoryWriter:
     async def flush(self, *, all_candles: bool = True) -> int:
         """Write up to FLUSH_MAX_TICKS pending ticks (and the companions' data) in one pipeline.
 
-        Return how many ticks were written. Candles go along when `all_candles` or when they are
-        due (run() passes False until it stops); trades and books with every flush. The bound
+        Return how many ticks were written. Candles and trades go along when `all_candles` or
+        when they are due (run() passes False until it stops); books with every flush. The bound
         keeps one flush from holding the event loop (and Redis) for long after a backlog; run()
         flushes again at once while anything is pending. On failure nothing is lost: the batches
         go back to the front of the queue, and each companion's data back to its own.
