@@ -279,6 +279,31 @@ def test_making_values_ahead_changes_nothing_but_cost(ahead_s: float, top_up: bo
     assert run(0.0, False) == run(ahead_s, top_up)
 
 
+def test_top_ups_spread_over_turns_once_the_first_fill_is_used() -> None:
+    """All symbols start filled in the same turn; afterwards one refill a turn, never a stall
+    quoting every symbol at once, and no step has to quote its own ticks."""
+    symbols = FeedConfig.from_env({"FEED_TICK_RATE": "2000"}).symbols
+    assert len(symbols) >= 5
+    feed = Feed(symbols, 4, start_ns=0, ahead_s=0.02)
+    made: list[str] = []
+    for name, symbol_feed in feed.symbols.items():
+        def counting(want: int, name: str = name, inner=symbol_feed._make) -> None:  # type: ignore[no-untyped-def]
+            made.append(name)
+            inner(want)
+        symbol_feed._make = counting  # type: ignore[method-assign]
+    per_turn = []
+    for turn in range(1, 2000):  # 1 s of 0.5 ms turns
+        feed.step(turn * NS // 2000)
+        stepped = len(made)
+        feed.top_up()
+        per_turn.append((stepped, len(made) - stepped))
+        made.clear()
+    assert per_turn[0][0] == len(symbols)  # the first step makes every symbol's values
+    assert all(in_step == 0 for in_step, _ in per_turn[1:])
+    assert max(refills for _, refills in per_turn) == 1
+    assert sum(refills for _, refills in per_turn) >= 5 * len(symbols)
+
+
 CROSS_FILE = Path(__file__).with_name("data") / "symbols_cross.toml"
 
 
