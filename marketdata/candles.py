@@ -19,8 +19,9 @@ the candles (``bridge.candles``); the API reads them back and summarises them.
   the open candle of each interval carries the running state from one batch to the next.
 - **Vectorised per batch.** A batch's trade columns are extracted once for all intervals; when
   its trades fall in one candle (the common case: a flush covers a few ms) whole-batch
-  reductions give the candle, otherwise trades are grouped by bucket (``ts_ns // interval``)
-  with ``reduceat``.
+  reductions give the candle, and the sums of every such interval are folded in one
+  ``cumsum`` (a column pair per interval); otherwise trades are grouped by bucket
+  (``ts_ns // interval``) with ``reduceat``.
 - **Time never goes backwards.** Within one (symbol, interval) a trade stamped before the open
   candle (a feed restarted with a clock behind the old one) counts in the open candle rather
   than reopening a candle already closed.
@@ -145,6 +146,22 @@ def _fold(volume: float, quote_volume: float, size: npt.NDArray[np.float64],
     return float(sums[0]), float(sums[1])
 
 
+def _folds(bases: Sequence[tuple[float, float]], size: npt.NDArray[np.float64],
+           quote: npt.NDArray[np.float64], small: int = SMALL_FOLD) -> list[tuple[float, float]]:
+    """Do `_fold` from each of several starting sums: in one cumsum, a column pair per start.
+
+    Each column is still its own left fold, so every result has the bits `_fold` gives it.
+    """
+    if len(size) * len(bases) <= small:
+        return [_fold(volume, quote_volume, size, quote, small) for volume, quote_volume in bases]
+    table = np.empty((len(size) + 1, 2 * len(bases)))
+    table[0] = np.ravel(bases)
+    table[1:, 0::2] = size[:, None]
+    table[1:, 1::2] = quote[:, None]
+    sums = np.cumsum(table, axis=0)[-1].tolist()
+    return list(zip(sums[0::2], sums[1::2], strict=True))
+
+
 def aggregate(symbol: str, interval: Interval, session: int, trades: wire.Ticks,
               current: Candle | None) -> list[Candle]:
     """Fold `trades` (trade ticks in feed order) into `current`, the open candle, if any.
@@ -153,6 +170,20 @@ def aggregate(symbol: str, interval: Interval, session: int, trades: wire.Ticks,
     open candle, the others are closed (a later trade exists). Empty when nothing changed.
     """
     return _aggregate(symbol, interval, session, trades, _Trades(trades), current)
+
+
+def _one_candle(interval: Interval, session: int, t: _Trades, current: Candle | None
+                ) -> int | None:
+    """Return the open time of the one candle all of `t` fall in (none counted already), or
+    None when `_aggregate`'s general path is needed (several candles, or trades to skip)."""
+    if not t.n or (current is not None and current.session == session
+                   and t.first_seq <= current.last_seq):
+        return None
+    ns = interval.ns
+    first = t.ts_first // ns
+    if current is not None:
+        first = max(first, current.open_ns // ns)
+    return first * ns if max(t.ts_max // ns, first) == first else None
 
 
 def _aggregate(symbol: str, interval: Interval, session: int, records: wire.Ticks,
@@ -165,15 +196,13 @@ def _aggregate(symbol: str, interval: Interval, session: int, records: wire.Tick
         t = _Trades(records)
     if not t.n:
         return []
-    ns = interval.ns
-    first = t.ts_first // ns
-    if current is not None:
-        first = max(first, current.open_ns // ns)
-    if max(t.ts_max // ns, first) == first:
+    open_ns = _one_candle(interval, session, t, current)
+    if open_ns is not None:
         # The common case: every trade falls in one candle. Whole-batch reductions suffice.
-        base = current if current is not None and current.open_ns == first * ns else None
-        return [_candle(symbol, interval, session, first * ns, base, t.price[0], t.high, t.low,
-                        t.price[-1], t.size, t.quote, t.first_seq, t.last_seq)]
+        return [_candle(symbol, interval, session, open_ns, _continued(current, open_ns),
+                        t.price[0], t.high, t.low, t.price[-1], t.size, t.quote, t.first_seq,
+                        t.last_seq)]
+    ns = interval.ns
     buckets = t.ts // ns
     if current is not None:
         np.maximum(buckets, current.open_ns // ns, out=buckets)
@@ -189,10 +218,10 @@ def _aggregate(symbol: str, interval: Interval, session: int, records: wire.Tick
     open_times = (buckets[starts] * ns).tolist()
     out: list[Candle] = []
     for g, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
-        continues = g == 0 and current is not None and current.open_ns == open_times[0]
         out.append(_candle(symbol, interval, session, open_times[g],
-                           current if continues else None, opens[g], highs[g], lows[g],
-                           closes[g], t.size[a:b], t.quote[a:b], first_seqs[g], last_seqs[g]))
+                           _continued(current, open_times[0]) if g == 0 else None, opens[g],
+                           highs[g], lows[g], closes[g], t.size[a:b], t.quote[a:b],
+                           first_seqs[g], last_seqs[g]))
     return out
 
 
@@ -200,15 +229,32 @@ def _candle(symbol: str, interval: Interval, session: int, open_ns: int, base: C
             open_: float, high: float, low: float, close: float, size: npt.NDArray[np.float64],
             quote: npt.NDArray[np.float64], first_seq: int, last_seq: int) -> Candle:
     """Return the candle at `open_ns`: `base` (its state so far, if any) plus these trades."""
+    volume, quote_volume = _fold(*_start(base), size, quote)
+    return _built(symbol, interval, session, open_ns, base, open_, high, low, close, len(size),
+                  volume, quote_volume, first_seq, last_seq)
+
+
+def _continued(current: Candle | None, open_ns: int) -> Candle | None:
+    """Return the open candle when trades at `open_ns` continue it, else None (a new one)."""
+    return current if current is not None and current.open_ns == open_ns else None
+
+
+def _start(base: Candle | None) -> tuple[float, float]:
+    """The running (volume, quote_volume) a candle's new trades are added to."""
+    return (0.0, 0.0) if base is None else (base.volume, base.quote_volume)
+
+
+def _built(symbol: str, interval: Interval, session: int, open_ns: int, base: Candle | None,
+           open_: float, high: float, low: float, close: float, trades: int, volume: float,
+           quote_volume: float, first_seq: int, last_seq: int) -> Candle:
+    """Return `base` (if any) updated with `trades` more trades whose sums are already folded."""
     if base is None:
-        volume, quote_volume = _fold(0.0, 0.0, size, quote)
         return Candle(symbol, interval, open_ns, float(open_), float(high), float(low),
-                      float(close), volume, quote_volume, len(size), int(first_seq),
+                      float(close), volume, quote_volume, trades, int(first_seq),
                       int(last_seq), session)
-    volume, quote_volume = _fold(base.volume, base.quote_volume, size, quote)
     return Candle(symbol, interval, open_ns, base.open, max(base.high, float(high)),
                   min(base.low, float(low)), float(close), volume, quote_volume,
-                  base.trades + len(size), base.first_seq, int(last_seq), session)
+                  base.trades + trades, base.first_seq, int(last_seq), session)
 
 
 class CandleAggregator:
@@ -229,15 +275,30 @@ class CandleAggregator:
         trades = trades_of(ticks)
         if not len(trades):
             return []
-        columns = _Trades(trades)
-        out: list[Candle] = []
+        t = _Trades(trades)
+        symbol, session = batch.symbol, batch.session
+        changed: dict[str, list[Candle]] = {}
+        # The common case: no trade counted already and all of them in one candle of the
+        # interval. Those intervals' sums are folded together (one cumsum for all, not one each).
+        simple: list[tuple[Interval, int, Candle | None]] = []
         for interval in self.intervals:
-            key = (batch.symbol, interval.name)
-            changed = _aggregate(batch.symbol, interval, batch.session, trades, columns,
-                                 self._open.get(key))
-            if changed:
-                self._open[key] = changed[-1]
-                out.extend(changed)
+            current = self._open.get((symbol, interval.name))
+            open_ns = _one_candle(interval, session, t, current)
+            if open_ns is None:
+                changed[interval.name] = _aggregate(symbol, interval, session, trades, t, current)
+            else:
+                simple.append((interval, open_ns, _continued(current, open_ns)))
+        sums = _folds([_start(base) for _, _, base in simple], t.size, t.quote)
+        for (interval, open_ns, base), (volume, quote_volume) in zip(simple, sums, strict=True):
+            changed[interval.name] = [_built(symbol, interval, session, open_ns, base,
+                                             t.price[0], t.high, t.low, t.price[-1], t.n,
+                                             volume, quote_volume, t.first_seq, t.last_seq)]
+        out: list[Candle] = []
+        for interval in self.intervals:  # per interval, oldest first
+            candles = changed[interval.name]
+            if candles:
+                self._open[(symbol, interval.name)] = candles[-1]
+                out.extend(candles)
         return out
 
     def restore(self, candle: Candle) -> None:

@@ -24,6 +24,7 @@ from marketdata.candles import (
     CandleAggregator,
     Interval,
     _fold,
+    _folds,
     pack,
     rolling_window_start,
     select,
@@ -276,6 +277,18 @@ def test_both_ways_of_folding_are_the_same_in_order_additions(
         expected = (expected[0] + a, expected[1] + b)
     assert _fold(volume, quote_volume, size, quote, small=0) == expected
     assert _fold(volume, quote_volume, size, quote, small=1_000) == expected
+
+
+@settings(max_examples=100)
+@given(st.lists(st.tuples(finite_sizes, finite_sizes), max_size=40),
+       st.lists(st.tuples(finite_sizes, finite_sizes), min_size=1, max_size=8))
+def test_folding_from_several_starts_at_once_is_each_fold_alone(
+        pairs: list[tuple[float, float]], starts: list[tuple[float, float]]) -> None:
+    size = np.array([a for a, _ in pairs], dtype=np.float64)
+    quote = np.array([b for _, b in pairs], dtype=np.float64)
+    expected = [_fold(volume, quote_volume, size, quote) for volume, quote_volume in starts]
+    assert _folds(starts, size, quote, small=0) == expected
+    assert _folds(starts, size, quote, small=10_000) == expected
 
 
 def test_volume_is_the_in_order_sum_of_trade_sizes() -> None:
