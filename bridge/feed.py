@@ -79,13 +79,39 @@ class ControlClient:
         self.socket.close(linger=0)
 
 
+def joined(batches: list[wire.TickBatch]) -> list[wire.TickBatch]:
+    """Join each symbol's batches whose seqs follow on in one session; keep each symbol's order.
+
+    The batches of one drain of the SUB socket go downstream joined: after a stall, when many
+    messages wait, the sequence check, fan-out and history then run once per symbol rather than
+    once per message. A gap or a new session starts a new batch, so the check still sees it.
+    """
+    if len({b.symbol for b in batches}) == len(batches):  # the usual drain: a turn's batches
+        return batches
+    last: dict[str, list[wire.TickBatch]] = {}
+    runs: list[list[wire.TickBatch]] = []
+    for batch in batches:
+        run = last.get(batch.symbol)
+        if (run is not None and run[-1].session == batch.session and len(batch) and len(run[-1])
+                and int(batch.ticks["seq"][0]) == int(run[-1].ticks["seq"][-1]) + 1):
+            run.append(batch)
+        else:
+            run = last[batch.symbol] = [batch]
+            runs.append(run)
+    return [run[0] if len(run) == 1 else
+            wire.TickBatch(run[0].symbol, run[0].session, wire.concat([b.ticks for b in run]))
+            for run in runs]
+
+
 class TickSubscription:
     """The SUB socket on feedsim's PUB endpoint, for ticks and order books.
 
-    Every decoded tick batch goes to `on_batch`. Book snapshots and diffs are applied to one
-    OrderBook per symbol, and `on_book` gets the symbol's full book after each one that moved
-    it. A diff that does not follow the book is reported to `on_book_gap(symbol, missed)`; the
-    book then waits for a snapshot: the next periodic one, or one given to `apply_snapshot`.
+    Every decoded tick batch goes to `on_batch` once the drain of the socket it came in ends,
+    joined with the same symbol's batches of that drain that follow on (``joined``). Book
+    snapshots and diffs are applied to one OrderBook per symbol, and `on_book` gets the
+    symbol's full book after each one that moved it. A diff that does not follow the book is
+    reported to `on_book_gap(symbol, missed)`; the book then waits for a snapshot: the next
+    periodic one, or one given to `apply_snapshot`.
     Diffs that keep arriving before the first snapshot (after WAITING_BEFORE_RESYNC of them)
     are reported as a gap of 0 updates, so the caller fetches a snapshot then too.
     """
@@ -108,19 +134,25 @@ class TickSubscription:
         self.on_book_gap = on_book_gap
         self.books: dict[str, OrderBook] = {}
         self._waiting: dict[str, int] = {}  # symbol -> diffs received without a book
+        self._received: list[wire.TickBatch] = []  # tick batches of the current drain
 
     async def run(self) -> None:
         """Receive until cancelled. A malformed message is reported and skipped."""
         while True:
             frames = await self.socket.recv_multipart(copy=False)
-            self._handle([f.buffer for f in frames])
-            # Drain what is already queued without going back to the event loop each time.
-            for _ in range(1000):
-                try:
-                    frames = await self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
+            try:
                 self._handle([f.buffer for f in frames])
+                # Drain what is already queued without going back to the event loop each time.
+                for _ in range(1000):
+                    try:
+                        frames = await self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._handle([f.buffer for f in frames])
+            finally:
+                received, self._received = self._received, []
+                for batch in joined(received):
+                    self.on_batch(batch)
 
     def apply_snapshot(self, snapshot: wire.BookSnapshot) -> bool:
         """Apply a snapshot fetched elsewhere (the control socket); return whether it was used."""
@@ -135,7 +167,7 @@ class TickSubscription:
         if message is None:
             return  # a kind this bridge does not know (a newer feedsim's): skipped
         if isinstance(message, wire.TickBatch):
-            self.on_batch(message)
+            self._received.append(message)  # for on_batch, at the end of the drain
         else:
             self._apply_book(message)
 

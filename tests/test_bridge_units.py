@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from bridge import SlowConsumer
 from bridge.fanout import ConflatingSubscriber, Hub, Subscriber
+from bridge.feed import joined
 from bridge.service import (
     MAX_TICKS_PER_MESSAGE,
     _rendered,
@@ -209,3 +210,59 @@ def test_ticks_before_the_first_of_a_new_session_count_as_missed() -> None:
     tracker.seed("A", session=1, seq=900)
     observation = tracker.observe(batch("A", [3, 4], session=2))
     assert observation.restarted and 2 == observation.missed
+
+
+@st.composite
+def drains(draw: st.DrawFn) -> list[wire.TickBatch]:
+    """Draw what one drain of the SUB socket may hold: batches of a few symbols, in each
+    symbol's order, with gaps, repeats, empty batches and session changes."""
+    out: list[wire.TickBatch] = []
+    position = {"A": (1, 1), "B": (1, 1)}  # symbol -> (session, next seq)
+    for _ in range(draw(st.integers(0, 12))):
+        symbol = draw(st.sampled_from(["A", "B"]))
+        session, seq = position[symbol]
+        step = draw(st.sampled_from(["next", "next", "next", "gap", "repeat", "session"]))
+        if step == "gap":
+            seq += draw(st.integers(1, 5))
+        elif step == "repeat":
+            seq = max(1, seq - draw(st.integers(1, 3)))
+        elif step == "session":
+            session, seq = session + 1, 1
+        n = draw(st.integers(0, 4))
+        out.append(batch(symbol, list(range(seq, seq + n)), session=session))
+        position[symbol] = (session, seq + n)
+    return out
+
+
+@given(drains())
+def test_a_drain_is_joined_per_symbol_where_seqs_follow_on(batches: list[wire.TickBatch]
+                                                          ) -> None:
+    out = joined(batches)
+    assert len(out) <= len(batches)
+    for symbol in ("A", "B"):
+        def ticks(bs: list[wire.TickBatch], symbol: str = symbol) -> bytes:
+            return b"".join(b.ticks.tobytes() for b in bs if b.symbol == symbol)
+        assert ticks(batches) == ticks(out)  # every tick, in each symbol's order
+    for b in out:  # an input batch as it was, or a join of batches that follow on
+        seqs = b.ticks["seq"].tolist()
+        assert any(b is original for original in batches) or seqs == list(
+            range(seqs[0], seqs[0] + len(seqs)))
+    # What the sequence check sees is the same: fresh ticks, gaps and restarts.
+    def observed(bs: list[wire.TickBatch]) -> tuple[dict[str, bytes], int, int]:
+        tracker, fresh, missed, restarts = SequenceTracker(), {"A": b"", "B": b""}, 0, 0
+        for b in bs:
+            seen = tracker.observe(b)
+            missed += seen.missed
+            restarts += seen.restarted
+            if seen.fresh is not None:
+                fresh[b.symbol] += seen.fresh.ticks.tobytes()
+        return fresh, missed, restarts
+    assert observed(batches) == observed(out)
+
+
+def test_a_drain_of_consecutive_turns_becomes_one_batch_per_symbol() -> None:
+    turns = [batch(s, [3 * i + 1, 3 * i + 2, 3 * i + 3]) for i in range(4) for s in ("A", "B")]
+    out = joined(turns)
+    assert [(b.symbol, b.ticks["seq"].tolist()) for b in out] == [
+        ("A", list(range(1, 13))), ("B", list(range(1, 13)))]
+    assert joined(turns[:1])[0] is turns[0]
