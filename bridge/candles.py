@@ -25,7 +25,7 @@ Retention, by candle open time, per interval (CANDLE_RETENTION_S overrides any o
 1h and 4h a year, 1d five years. The 24-hour statistics read the 1m candles, so 1m keeps at least
 a day.
 
-The writer never blocks the feed: ``add`` only appends the batch to a list. At most every
+The writer never blocks the feed: ``add`` only appends the batch to a list. About every
 CANDLE_WRITE_INTERVAL_S (50 ms), a history flush (same cycle, same pipeline) puts the pending
 batches through the aggregator and writes the latest state of each candle they changed: a
 candle's trades reach Redis within about 50 ms, and the feed's many small batches cost one
@@ -142,7 +142,7 @@ class CandleWriter:
     def take(self, budget: int = CANDLES_PER_FLUSH, *, force: bool = True) -> list[Candle]:
         """Aggregate, then remove and return up to `budget` upserts, least recently changed first.
 
-        Without `force`, only once the cadence's interval has passed since the previous take.
+        Without `force`, only when the cadence says a write is due.
         """
         due_in = self.due_in()
         if due_in is None or (due_in > 0.0 and not force):

@@ -20,17 +20,17 @@ rather than in front of the streams' writes. While Redis is down it keeps up to
 HISTORY_MAX_PENDING_TICKS ticks, retrying with backoff, and drops (and counts) the oldest beyond
 that. On shutdown it flushes what it has received.
 
-Candles (``bridge.candles``) ride on the same cycle: given a CandleWriter, a flush at most every
-CANDLE_WRITE_INTERVAL_S (50 ms) folds the batches received since the last one into the candles
-and writes the changed candles in the same pipeline as the ticks (a timer makes that flush when
-no tick comes to trigger it). A failed candle write is retried with the same backoff and never
-causes ticks already written to be written again.
+Candles (``bridge.candles``) ride on the same cycle: given a CandleWriter, a flush about every
+CANDLE_WRITE_INTERVAL_S (50 ms; ``Cadence``) folds the batches received since the last one into
+the candles and writes the changed candles in the same pipeline as the ticks (a timer makes that
+flush when no tick comes to trigger it). A failed candle write is retried with the same backoff
+and never causes ticks already written to be written again.
 
 The latest order books (``bridge.recent``) ride along with every flush that has a new one; the
-recent trades on the candles' cadence (at most every 50 ms, ``Cadence``), since every command a
-flush carries costs the loop ~45 us whatever it holds. Candles, trades and books are the writer's
-companions (``Companion``): each is taken, written in the pipeline after the ticks, and put back
-when its part of the write fails.
+recent trades about every 50 ms too, half way between the candles' flushes (``Cadence``), since
+every command a flush carries costs the loop ~45 us whatever it holds. Candles, trades and books
+are the writer's companions (``Companion``): each is taken, written in the pipeline after the
+ticks, and put back when its part of the write fails.
 """
 
 from __future__ import annotations
@@ -119,26 +119,34 @@ class Companion(Protocol):
 
 
 class Cadence:
-    """When a companion's pending data is next due: at most once per `interval_s`.
+    """When a companion's pending data is next due: on a grid of slots `interval_s` apart,
+    offset by `phase`, and never sooner than 0.8 `interval_s` after the previous write.
 
     Candles and trades are written on a cadence rather than with every flush: each write costs
     the flush a command or two (about 45 us of redis-py packing and parsing each) whatever it
     carries, so at 200 flushes a second writing them every time cost the bridge more CPU than
-    the ticks themselves.
+    the ticks themselves. The grid keeps companions with different phases in different flushes
+    (trades half an interval after candles), so no flush carries both folds.
     """
 
-    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    MIN_SPACING = 0.8  # of the interval: a write that came late does not pull the next one in
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic,
+                 phase: float = 0.0) -> None:
         self.interval_s = interval_s
         self.clock = clock
-        self._last = -math.inf
+        self.phase = phase
+        self._next = -math.inf
 
     def due_in(self) -> float:
         """Return the seconds until the next write is due (0.0: now)."""
-        return max(0.0, self._last + self.interval_s - self.clock())
+        return max(0.0, self._next - self.clock())
 
     def mark(self) -> None:
-        """Note a write taken now."""
-        self._last = self.clock()
+        """Note a write taken now: the next is due at the first slot far enough ahead."""
+        earliest = self.clock() + self.MIN_SPACING * self.interval_s
+        slots = math.ceil((earliest - self.phase) / self.interval_s)
+        self._next = self.phase + slots * self.interval_s
 
 
 @dataclass

@@ -12,11 +12,11 @@ limit: LPUSH the new ones (oldest first, so the newest ends at the head), LTRIM 
 a read is one LRANGE 0 limit-1.
 
 Both are written by the history flush, in its pipeline (``HistoryWriter``): books as they arrive
-(about every 100 ms a symbol, the latest one only), trades at most every 50 ms (with the
-candles) from the same fresh ticks that history stores, so the list holds exactly the trade
-ticks of history. A flush that fails or times
-out may have been applied in part: the trade writer then re-reads the head of each list before
-its next write and skips the trades already there, so a retry never stores a trade twice.
+(about every 100 ms a symbol, the latest one only), trades about every 50 ms (half way between
+the candles' writes) from the same fresh ticks that history stores, so the list holds exactly the
+trade ticks of history. A flush that fails or times out may have been applied in part: the trade
+writer then re-reads the head of each list before its next write and skips the trades already
+there, so a retry never stores a trade twice.
 
 The stored book's layout is in ``marketdata.layout``.
 """
@@ -90,7 +90,7 @@ class TradeWriter:
 
     ``add`` only keeps the batch: trades are extracted once per symbol per write, from all its
     batches joined, which costs far less than once per batch at high tick rates. They are
-    written at most every `write_interval_s` (50 ms, as the candles), not with every flush.
+    written about every `write_interval_s` (50 ms, as the candles), not with every flush.
     While Redis is unreachable a symbol's batches are folded into its newest `kept` trades every
     COMPACT_TICKS ticks, so memory stays bounded.
     """
@@ -102,7 +102,8 @@ class TradeWriter:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.keys = keys
         self.kept = kept
-        self.cadence = Cadence(write_interval_s, clock)
+        # Half an interval after the candles' slots: the two folds land in different flushes.
+        self.cadence = Cadence(write_interval_s, clock, phase=write_interval_s / 2)
         self._batches: dict[str, list[wire.TickBatch]] = {}
         self._ticks: dict[str, int] = {}
         self._trades: dict[str, mdtrades.Trades] = {}
@@ -126,7 +127,7 @@ class TradeWriter:
     def take(self, *, force: bool = True) -> TakenTrades:
         """Remove and return the pending trades of every symbol that has any.
 
-        Without `force`, only once the cadence's interval has passed since the previous take.
+        Without `force`, only when the cadence says a write is due.
         """
         due_in = self.due_in()
         if due_in is None or (due_in > 0.0 and not force):

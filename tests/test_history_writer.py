@@ -10,7 +10,7 @@ import redis
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from bridge.history import HistoryMetrics, HistoryWriter
+from bridge.history import Cadence, HistoryMetrics, HistoryWriter
 from marketdata import wire
 from marketdata.layout import Keys, parse_id
 
@@ -232,3 +232,26 @@ def test_stop_ends_the_pause_between_flushes_and_writes_everything(
     asyncio.run(scenario())
     _, ticks = stored(redis_client, f"{redis_prefix}ticks:BTC-USD")
     assert [1, 2, 3, 4, 5] == ticks["seq"].tolist()
+
+
+def test_cadences_with_different_phases_never_share_a_flush() -> None:
+    """Candles (phase 0) and trades (half an interval later), each taken at the first flush
+    (every 5 ms, some late) once due: after the first flush they alternate, ~50 ms apart each."""
+    now = [1000.013]
+    candles = Cadence(0.05, lambda: now[0])
+    trades = Cadence(0.05, lambda: now[0], phase=0.025)
+    taken: dict[str, list[float]] = {"candles": [], "trades": []}
+    rng = np.random.default_rng(3)
+    for _ in range(2000):  # 10 s of flushes
+        for name, cadence in (("candles", candles), ("trades", trades)):
+            if cadence.due_in() == 0.0:
+                cadence.mark()
+                taken[name].append(now[0])
+        now[0] += 0.005 + (0.004 if rng.random() < 0.05 else 0.0)
+    assert taken["candles"][0] == taken["trades"][0] == 1000.013  # both due at once at first
+    assert not set(taken["candles"][1:]) & set(taken["trades"][1:])
+    for times in taken.values():
+        gaps = np.diff(times)
+        assert gaps.min() >= 0.04 - 1e-9  # never sooner than 0.8 of the interval
+        assert np.median(gaps) < 0.056  # and about every interval
+        assert len(times) >= 170
