@@ -192,10 +192,13 @@ class HistoryWriter:
 
     def add(self, batch: wire.TickBatch) -> None:
         """Queue a batch for writing (never blocks; drops the oldest beyond the limit)."""
-        pending = self._pending.setdefault(batch.symbol, _Pending())
+        pending = self._pending.get(batch.symbol)  # runs per message: no throwaway _Pending
+        if pending is None:
+            pending = self._pending[batch.symbol] = _Pending()
+        n = len(batch.ticks)
         pending.batches.append(batch)
-        pending.ticks += len(batch)
-        self._pending_ticks += len(batch)
+        pending.ticks += n
+        self._pending_ticks += n
         if self._pending_ticks > self.max_pending_ticks:
             self._drop_oldest()
         if self.candles is not None:

@@ -113,12 +113,18 @@ class TradeWriter:
 
     def add(self, batch: wire.TickBatch) -> None:
         """Queue the ticks of `batch` for the next flush (never blocks)."""
-        if not len(batch):
+        n = len(batch.ticks)
+        if not n:
             return
-        self._batches.setdefault(batch.symbol, []).append(batch)
-        self._ticks[batch.symbol] = self._ticks.get(batch.symbol, 0) + len(batch)
-        if self._ticks[batch.symbol] >= self.COMPACT_TICKS:
-            self._compact(batch.symbol)
+        symbol = batch.symbol
+        queued = self._batches.get(symbol)
+        if queued is None:
+            self._batches[symbol] = [batch]
+        else:
+            queued.append(batch)
+        ticks = self._ticks[symbol] = self._ticks.get(symbol, 0) + n
+        if ticks >= self.COMPACT_TICKS:
+            self._compact(symbol)
 
     def due_in(self) -> float | None:
         """Return the seconds until waiting ticks or trades are due (0.0: now), else None."""
