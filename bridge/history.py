@@ -143,7 +143,10 @@ class Cadence:
         return max(0.0, self._next - self.clock())
 
     def mark(self) -> None:
-        """Note a write taken now: the next is due at the first slot far enough ahead."""
+        """Note a write taken now: the next is due at the first slot far enough ahead (with no
+        interval, at once: every flush)."""
+        if self.interval_s <= 0:
+            return
         earliest = self.clock() + self.MIN_SPACING * self.interval_s
         slots = math.ceil((earliest - self.phase) / self.interval_s)
         self._next = self.phase + slots * self.interval_s

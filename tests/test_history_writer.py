@@ -234,6 +234,13 @@ def test_stop_ends_the_pause_between_flushes_and_writes_everything(
     assert [1, 2, 3, 4, 5] == ticks["seq"].tolist()
 
 
+def test_a_cadence_without_an_interval_is_due_at_every_flush() -> None:
+    cadence = Cadence(0.0, lambda: 5.0, phase=0.0)
+    for _ in range(3):
+        assert cadence.due_in() == 0.0
+        cadence.mark()
+
+
 def test_cadences_with_different_phases_never_share_a_flush() -> None:
     """Candles (phase 0) and trades (half an interval later), each taken at the first flush
     (every 5 ms, some late) once due: after the first flush they alternate, ~50 ms apart each."""
