@@ -144,10 +144,8 @@ class CandleWriter:
 
         Without `force`, only when the cadence says a write is due.
         """
-        due_in = self.due_in()
-        if due_in is None or (due_in > 0.0 and not force):
+        if not self.pending or not self.cadence.take(force=force):
             return []
-        self.cadence.mark()
         self.aggregate()
         taken: list[Candle] = []
         while self._upserts and len(taken) < budget:

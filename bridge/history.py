@@ -142,6 +142,13 @@ class Cadence:
         """Return the seconds until the next write is due (0.0: now)."""
         return max(0.0, self._next - self.clock())
 
+    def take(self, *, force: bool) -> bool:
+        """Tell whether pending data goes now (when due, or whenever `force`); note it if so."""
+        if force or not self.due_in():
+            self.mark()
+            return True
+        return False
+
     def mark(self) -> None:
         """Note a write taken now: the next is due at the first slot far enough ahead (with no
         interval, at once: every flush)."""

@@ -29,13 +29,14 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 
+from bridge.candles import CANDLE_WRITE_INTERVAL_S
 from bridge.history import Cadence
 from marketdata import trades as mdtrades
 from marketdata import wire
 from marketdata.layout import Keys, pack_book
 from marketdata.queries import MAX_TRADES_LIMIT
 
-TRADE_WRITE_INTERVAL_S = 0.05  # the candles' cadence: a trade reaches Redis within ~50 ms
+TRADE_WRITE_INTERVAL_S = CANDLE_WRITE_INTERVAL_S  # the candles' cadence: ~50 ms to Redis
 
 TakenTrades = list[tuple[str, mdtrades.Trades]]
 """(symbol, its trades oldest first) for each symbol with trades to write."""
@@ -135,10 +136,8 @@ class TradeWriter:
 
         Without `force`, only when the cadence says a write is due.
         """
-        due_in = self.due_in()
-        if due_in is None or (due_in > 0.0 and not force):
+        if not (self._batches or self._trades) or not self.cadence.take(force=force):
             return []
-        self.cadence.mark()
         for symbol in list(self._batches):
             self._compact(symbol)
         taken = [(symbol, found) for symbol, found in self._trades.items() if len(found)]
