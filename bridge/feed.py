@@ -54,7 +54,14 @@ class ControlClient:
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0 or not await self.socket.poll(remaining * 1000):
                     raise FeedUnavailable(f"feedsim did not answer '{cmd}' within {timeout_s} s")
-                reply = orjson.loads(await self.socket.recv())
+                raw = await self.socket.recv()
+                try:
+                    reply = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    reply = None
+                if not isinstance(reply, dict):
+                    raise FeedUnavailable(f"feedsim answered '{cmd}' with something that is "
+                                          f"not a JSON object: {raw[:80]!r}")
                 if reply.get("id") != request_id:
                     continue  # the late answer to a request that timed out
                 if not reply.get("ok"):
@@ -62,9 +69,12 @@ class ControlClient:
                 return dict(reply)
 
     async def instruments(self, timeout_s: float = 1.0) -> tuple[int, list[Instrument]]:
-        """Return (session, instruments) from feedsim."""
+        """Return (session, instruments) from feedsim; raise FeedUnavailable if malformed."""
         reply = await self.request("instruments", timeout_s)
-        return int(reply["session"]), [Instrument.from_dict(d) for d in reply["instruments"]]
+        try:
+            return int(reply["session"]), [Instrument.from_dict(d) for d in reply["instruments"]]
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise FeedUnavailable(f"feedsim answered 'instruments' with {exc!r}") from None
 
     async def book(self, symbol: str, timeout_s: float = 1.0) -> wire.BookSnapshot:
         """Return `symbol`'s current order book in full; raise FeedUnavailable if not served."""
