@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 MAX_UPDATE_INTERVAL_MS = 3_600_000
 MAX_TICKS_PER_MESSAGE = 1000
+UNROUNDED = 15  # decimals: past a double's precision, so round() leaves the value as it is
 T = TypeVar("T")
 
 
@@ -160,15 +161,27 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
         if latest is None:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, f"no tick of {symbol} yet")
         session, tick = latest
+        prices, _ = self._decimals(symbol)
         bid, ask = float(tick["bid"][0]), float(tick["ask"][0])
-        mid = (bid + ask) / 2
+        mid = round((bid + ask) / 2, prices + 1)
+        spread = round(ask - bid, prices)
         ts_ns = int(tick["ts_ns"][0])
         return pb.GetPriceResponse(
             symbol=symbol, price=mid, timestamp=ts_ns // 1_000_000,
             source=self.source, bid=bid, ask=ask, last=float(tick["last"][0]),
             seq=int(tick["seq"][0]), ts_ns=ts_ns, session=session,
-            spread_bps=(ask - bid) / mid * 1e4, age_ms=(self.clock() - ts_ns) / 1e6,
+            spread_bps=round(spread / mid * 1e4, 3) if mid > 0 else 0.0,
+            age_ms=round((self.clock() - ts_ns) / 1e6, 3),
         )
+
+    def _decimals(self, symbol: str) -> tuple[int, int]:
+        """(price, size) decimals of `symbol`, to round as the REST API does (a mid to one
+        more than its prices, since it can fall between two ticks)."""
+        instruments = self.state.instruments
+        if instruments is None or symbol not in instruments:
+            return UNROUNDED, UNROUNDED  # instruments changed under a stream: values as sent
+        instrument = instruments.resolve(symbol)
+        return instrument.price_decimals, instrument.size_decimals
 
     async def ListSymbols(self, request: pb.ListSymbolsRequest,
                           context: grpc.aio.ServicerContext[Any, Any]) -> pb.ListSymbolsResponse:
@@ -267,18 +280,20 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
                        ) -> list[pb.PriceUpdate]:
         t = batch.ticks
         cols = {name: t[name].tolist() for name in wire.FIELDS}
+        prices, sizes = self._decimals(batch.symbol)
+        mid_decimals = prices + 1
         updates = []
         prev = previous.get(batch.symbol)
         for i in range(len(t)):
             bid, ask = cols["bid"][i], cols["ask"][i]
-            price = (bid + ask) / 2
+            price = round((bid + ask) / 2, mid_decimals)
             change = None
             if prev is not None:
-                delta = price - prev
+                delta = round(price - prev, mid_decimals)
                 change = pb.PriceChange(previous_price=prev, change=delta,
                                         change_percent=100.0 * delta / prev if prev else 0.0)
             updates.append(pb.PriceUpdate(
-                symbol=batch.symbol, price=price, volume=cols["volume"][i],
+                symbol=batch.symbol, price=price, volume=round(cols["volume"][i], sizes),
                 timestamp=cols["ts_ns"][i] // 1_000_000, source=self.source, change_info=change,
                 bid=bid, ask=ask, last=cols["last"][i], seq=cols["seq"][i],
                 ts_ns=cols["ts_ns"][i], session=batch.session, bid_size=cols["bid_size"][i],

@@ -79,9 +79,11 @@ def test_stream_prices_keeps_the_original_contract(feed_and_bridge: System) -> N
     assert {"BTC-USD"} == {u.symbol for u in updates}
     assert list(range(updates[0].seq, updates[0].seq + 50)) == [u.seq for u in updates]
     for previous, update in itertools.pairwise(updates):
-        assert update.price == pytest.approx((update.bid + update.ask) / 2)
-        assert update.change_info.previous_price == pytest.approx(previous.price)
-        assert update.change_info.change == pytest.approx(update.price - previous.price)
+        # BTC-USD's tick is 0.01 and its lot 0.00001: the REST API's rounding, not float noise
+        assert update.price == round((update.bid + update.ask) / 2, 3)
+        assert update.change_info.previous_price == previous.price
+        assert update.change_info.change == round(update.price - previous.price, 3)
+        assert update.volume == round(update.volume, 5)
         assert update.timestamp == update.ts_ns // 1_000_000
         assert update.source == "bridge-1"
         assert update.volume >= previous.volume
@@ -111,6 +113,8 @@ def test_get_price_and_list_symbols(feed_and_bridge: System) -> None:
     assert (before - price.ts_ns) / 1e6 <= price.age_ms <= (after - price.ts_ns) / 1e6
     assert "ETH-USD" == price.symbol
     assert price.bid < price.price < price.ask
+    assert price.price == round((price.bid + price.ask) / 2, 3)  # as REST rounds ETH-USD's mid
+    assert price.spread_bps == round(round(price.ask - price.bid, 2) / price.price * 1e4, 3)
     assert abs(time.time_ns() - price.ts_ns) < 5e9
     assert DEFAULT_SYMBOLS == [s.symbol for s in symbols.symbols]
     assert 0.01 == symbols.symbols[0].tick_size
