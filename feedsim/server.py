@@ -47,6 +47,9 @@ MAX_IDLE_WAIT_S = 0.1  # the loop wakes at least this often to notice a stop req
 BACKPRESSURE_WAIT_S = 0.001  # how often a replay at max speed retries a frame a queue refused
 MAX_SPEED_SEND_HWM = 1000  # messages: at max speed a subscriber's queue fills here, not in RAM
 PR_SET_TIMERSLACK = 29  # <linux/prctl.h>
+# Control requests (or subscription messages) handled per turn at most: the rest wait for the
+# next turns, so a client flooding the control socket slows its own answers, never the ticks.
+MAX_REQUESTS_PER_TURN = 64
 
 
 FeedMessage = wire.TickBatch | wire.BookDiff | wire.BookSnapshot
@@ -273,7 +276,7 @@ class FeedServer:
             time.sleep(rest)
 
     def _answer_control(self) -> None:
-        while True:
+        for _ in range(MAX_REQUESTS_PER_TURN):
             try:
                 frames = self.control.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
@@ -288,7 +291,7 @@ class FeedServer:
             self.control.send_multipart([*envelope, reply])
 
     def _replay_last_values(self) -> None:
-        while True:
+        for _ in range(MAX_REQUESTS_PER_TURN):
             try:
                 message = self.pub.recv(zmq.NOBLOCK)
             except zmq.Again:

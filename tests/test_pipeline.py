@@ -341,3 +341,37 @@ def test_sigterm_shuts_down_cleanly_and_flushes_history(
     rows = redis_client.xrevrange(f"{redis_prefix}ticks:BTC-USD", count=1)
     stored_last = int(wire.decode_body(rows[0][1][b"d"])[1]["seq"][-1])
     assert stored_last >= last_seq[-1]  # everything streamed before the stop is in history
+
+
+def test_a_flood_of_control_requests_does_not_stop_the_ticks(
+        tmp_path: Path, redis_url: str) -> None:
+    with (running(tmp_path, redis_url, ("feedsim",)) as system, zmq.Context() as context,
+          context.socket(zmq.SUB) as sub):
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, wire.topic("BTC-USD"))
+        sub.connect(system.env["FEED_PUB_ENDPOINT"])
+        wait_for("the first BTC-USD tick", lambda: sub.poll(1000))
+        stop = threading.Event()
+
+        def flood() -> None:
+            with context.socket(zmq.DEALER) as dealer:
+                dealer.setsockopt(zmq.LINGER, 0)
+                dealer.setsockopt(zmq.SNDHWM, 0)
+                dealer.connect(system.env["FEED_CONTROL_ENDPOINT"])
+                while not stop.is_set():
+                    for _ in range(1000):
+                        dealer.send(b'{"cmd": "snapshot"}')
+
+        flooder = threading.Thread(target=flood, daemon=True)
+        flooder.start()
+        try:
+            time.sleep(0.5)  # the flood fills feedsim's control queue
+            while sub.poll(0):
+                sub.recv_multipart()  # what was published before
+            seqs = []
+            while len(seqs) < 10:  # the default 10 ticks a second keep coming
+                assert sub.poll(5000), f"no tick within 5 s during the flood after {seqs}"
+                seqs.extend(wire.decode(sub.recv_multipart()).ticks["seq"].tolist())
+        finally:
+            stop.set()
+            flooder.join()
