@@ -49,10 +49,14 @@ class Subscriber:
         return self.symbols is None or symbol in self.symbols
 
     def offer(self, batch: wire.TickBatch) -> bool:
-        """Queue `batch`; return False (and close) when the queue would pass its limit."""
+        """Queue `batch`; return False (and close) when the queue would pass its limit.
+
+        An empty queue takes any batch: a drain of the feed can join more ticks than the limit
+        into one batch, and a client that has read everything is not behind.
+        """
         if self.closed is not None:
             return False
-        if self._ticks + len(batch) > self.max_ticks:
+        if self._ticks and self._ticks + len(batch) > self.max_ticks:
             self.close("slow_consumer")
             if self._task is not None:
                 self._task.cancel()

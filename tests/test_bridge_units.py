@@ -117,6 +117,20 @@ def test_a_slow_subscriber_is_disconnected_without_affecting_others() -> None:
     asyncio.run(scenario())
 
 
+def test_a_batch_larger_than_the_limit_reaches_a_subscriber_that_has_kept_up() -> None:
+    # One drain of the feed can join more ticks than STREAM_QUEUE_TICKS into a batch.
+    async def scenario() -> None:
+        hub = Hub()
+        subscriber = Subscriber(None, 10)
+        hub.add(subscriber)
+        assert [] == hub.publish(batch("A", list(range(1, 26))))
+        assert 25 == len((await subscriber.next())[0])
+        assert [] == hub.publish(batch("A", list(range(26, 51))))
+        assert [subscriber] == hub.publish(batch("A", [51]))  # 25 unread: now it is behind
+
+    asyncio.run(scenario())
+
+
 def test_hub_is_quiet_only_while_no_stream_is_writing() -> None:
     async def scenario() -> None:
         hub = Hub()
