@@ -49,6 +49,10 @@ from marketdata.symbols import Instruments
 log = logging.getLogger(__name__)
 
 INSTRUMENTS_REWRITE_S = 5.0
+# Health: every FEED_CHECK_S, a feed that sent no tick since the last check is pinged on the
+# control socket; no answer within the same time turns the service NOT_SERVING until it is back.
+FEED_CHECK_S = 1.0
+RETRY_MIN_S = 0.1  # the shortest pause between two attempts to fetch the instruments
 STORE_READERS = 2
 """Threads reading Redis for the history, candle and trade RPCs (bounds their share of the CPU)."""
 STREAMS_QUIET_WAIT_S = 0.002
@@ -146,6 +150,11 @@ class Bridge:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         self.grpc_port = 0
         self._instruments_wanted = asyncio.Event()
+        self._feed_back = asyncio.Event()  # ticks came while there were no instruments
+        self._batches_seen = 0  # tick batches received, for the feed watch
+        self._feed_alive = False
+        self._serving = False  # what health says
+        self._counted_session = 0  # the latest feed session counted in bridge_feed_restarts
         self._books_wanted: set[str] = set()
         self._books_wanted_event = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -173,6 +182,7 @@ class Bridge:
             asyncio.create_task(self.history.run(), name="history"),
             asyncio.create_task(self._keep_instruments(), name="instruments"),
             asyncio.create_task(self._resync_books(), name="books"),
+            asyncio.create_task(self._watch_feed(), name="feed-watch"),
         ]
         for task in self._tasks:
             task.add_done_callback(self._task_done)
@@ -239,12 +249,17 @@ class Bridge:
             self._stop_task = asyncio.get_running_loop().create_task(self.stop())
 
     def _on_batch(self, batch: wire.TickBatch) -> None:
+        self._batches_seen += 1
         observation = self.tracker.observe(batch)
         if observation.restarted:
-            self.feed_metrics.restarts.inc()
-            log.warning("feed session changed", extra={"symbol": batch.symbol,
-                                                       "session": batch.session})
+            if batch.session != self._counted_session:  # once a restart, not once a symbol
+                self._counted_session = batch.session
+                self.feed_metrics.restarts.inc()
+                log.warning("feed session changed", extra={"symbol": batch.symbol,
+                                                           "session": batch.session})
             self._instruments_wanted.set()
+        elif self.state.instruments is None:
+            self._feed_back.set()  # fetch the instruments now, not after the retry's backoff
         if observation.missed:
             self.feed_metrics.missed.labels(batch.symbol).inc(observation.missed)
             log.warning("sequence gap", extra={"symbol": batch.symbol,
@@ -312,8 +327,8 @@ class Bridge:
                     session, instruments = await self.control.instruments()
                     self.state.instruments = Instruments(instruments)
                     self._instruments_wanted.clear()
-                    for name in ("", SERVICE_NAME):
-                        await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+                    self._feed_alive = True
+                    await self._update_health()
                     log.info("instruments loaded", extra={
                         "session": session, "symbols": [i.symbol for i in instruments]})
                 await self.redis.set(self.keys.instruments, orjson.dumps(
@@ -321,12 +336,62 @@ class Bridge:
             except (FeedUnavailable, RedisError, OSError) as exc:
                 log.warning("instruments not refreshed; retrying",
                             extra={"error": str(exc), "retry_in_s": delay})
-                await asyncio.sleep(delay)
+                await self._retry_pause(delay)
                 delay = min(delay * 2, 2.0)
                 continue
             delay = 0.1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._instruments_wanted.wait(), INSTRUMENTS_REWRITE_S)
+
+    async def _retry_pause(self, delay_s: float) -> None:
+        """Wait `delay_s` before fetching the instruments again. While the bridge has none, the
+        feed's next tick ends the wait early (after RETRY_MIN_S): gRPC serves as soon as the
+        feed is back, not up to a backoff later."""
+        await asyncio.sleep(min(RETRY_MIN_S, delay_s))
+        rest = delay_s - RETRY_MIN_S
+        if rest <= 0:
+            return
+        if self.state.instruments is not None:
+            await asyncio.sleep(rest)
+            return
+        self._feed_back.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._feed_back.wait(), rest)
+
+    async def _watch_feed(self) -> None:
+        """Keep health in step with the feed: NOT_SERVING while feedsim neither sends ticks
+        nor answers a ping, SERVING again once it does (and the instruments are known)."""
+        seen = self._batches_seen
+        while True:
+            await asyncio.sleep(FEED_CHECK_S)
+            if self._batches_seen != seen:
+                alive = True
+            else:
+                try:
+                    await self.control.request("ping", FEED_CHECK_S)
+                    alive = True
+                except FeedUnavailable:
+                    alive = False
+            seen = self._batches_seen
+            if alive != self._feed_alive:
+                self._feed_alive = alive
+                if alive:
+                    log.info("feed back")
+                else:
+                    log.warning("feed lost: no tick and no answer to a ping",
+                                extra={"waited_s": 2 * FEED_CHECK_S})
+                await self._update_health()
+
+    async def _update_health(self) -> None:
+        """SERVING while the instruments are known and the feed is alive, else NOT_SERVING."""
+        serving = self.state.instruments is not None and self._feed_alive
+        if serving == self._serving:
+            return
+        self._serving = serving
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
 
     async def _resume_from_history(self) -> None:
         """Seed sequence tracking from the last tick in history, so replays are not re-stored.

@@ -375,3 +375,43 @@ def test_a_flood_of_control_requests_does_not_stop_the_ticks(
         finally:
             stop.set()
             flooder.join()
+
+
+def test_health_follows_the_feed_and_a_restart_counts_once(
+        tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    system = System.configure(tmp_path, redis_url, redis_prefix)
+    system.start("feedsim", "bridge")
+    metrics_url = f"http://127.0.0.1:{system.env['BRIDGE_METRICS_PORT']}/metrics"
+
+    def restarts() -> float:
+        with urllib.request.urlopen(metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        match = re.search(r"^bridge_feed_restarts_total (\S+)$", text, re.MULTILINE)
+        assert match, "no bridge_feed_restarts_total"
+        return float(match.group(1))
+
+    try:
+        system.wait_grpc_serving()
+        with system.channel() as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            stub = system.stub(channel)
+
+            def status() -> int:
+                request = health_pb2.HealthCheckRequest(service="marketdata.MarketDataService")
+                return int(health.Check(request, timeout=5).status)
+
+            session = stub.GetPrice(pb.GetPriceRequest(symbol="BTC-USD"), timeout=5).session
+            assert 0 == system.stop("feedsim")
+            wait_for("NOT_SERVING without the feed",
+                     lambda: status() == health_pb2.HealthCheckResponse.NOT_SERVING)
+            system.start("feedsim")
+            wait_for("SERVING with the feed back",
+                     lambda: status() == health_pb2.HealthCheckResponse.SERVING)
+            wait_for("the new session's ticks", lambda: stub.GetPrice(
+                pb.GetPriceRequest(symbol="BTC-USD"), timeout=5).session != session)
+            wait_for("every symbol's ticks of the new session", lambda: all(
+                stub.GetPrice(pb.GetPriceRequest(symbol=s), timeout=5).session != session
+                for s in DEFAULT_SYMBOLS))
+        assert 1.0 == restarts()  # one feedsim restart, five symbols
+    finally:
+        system.kill_all()
