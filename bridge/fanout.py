@@ -33,6 +33,7 @@ class Subscriber:
         self._queue: deque[wire.TickBatch] = deque()
         self._ticks = 0
         self._ready = asyncio.Event()
+        self._closed = asyncio.Event()
         self._task: asyncio.Task[Any] | None = None
         self.closed: str | None = None
 
@@ -73,6 +74,12 @@ class Subscriber:
             self._queue.clear()
             self._ticks = 0
             self._ready.set()
+            self._closed.set()
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep `seconds` (a conflated stream's interval), or until the subscriber is closed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closed.wait(), seconds)
 
     def overflow_message(self) -> str:
         """Say why a slow subscriber was disconnected, for the client."""
@@ -114,8 +121,9 @@ class ConflatingSubscriber(Subscriber):
         return True
 
     async def next(self) -> list[wire.TickBatch]:
-        """Wait for at least one changed symbol and return the latest tick of each."""
-        while not self._latest:
+        """Wait for at least one changed symbol and return the latest tick of each (nothing
+        once closed)."""
+        while not self._latest or self.closed is not None:
             if self.closed is not None:
                 return []
             self._ready.clear()

@@ -251,7 +251,7 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
                         await context.write(message)
                 sent.inc(sum(len(b) for b in batches))
                 if interval_s:
-                    await asyncio.sleep(interval_s)
+                    await subscriber.pause(interval_s)
                 batches = await subscriber.next()
                 if not batches:
                     reason = subscriber.closed or "closed"

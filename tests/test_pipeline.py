@@ -325,12 +325,32 @@ def test_sigterm_shuts_down_cleanly_and_flushes_history(
                 except grpc.RpcError as exc:
                     errors.append(exc)
 
-        reader = threading.Thread(target=consume)
-        reader.start()
-        wait_for("ticks on the stream", lambda: len(last_seq) > 10, 10)
+        conflated: list[pb.PriceUpdate] = []
+
+        def consume_conflated() -> None:  # sleeping a minute between updates at the stop
+            with system.channel() as channel:
+                try:
+                    for u in system.stub(channel).StreamPrices(
+                            pb.StreamPricesRequest(symbols=["ETH-USD"],
+                                                   update_interval_ms=60_000), timeout=30):
+                        conflated.append(u)
+                except grpc.RpcError as exc:
+                    errors.append(exc)
+
+        with system.channel() as channel:  # so the conflated stream opens with a snapshot
+            wait_for("the first ETH-USD tick", lambda: system.stub(channel).GetPrice(
+                pb.GetPriceRequest(symbol="ETH-USD"), timeout=5))
+        readers = [threading.Thread(target=consume), threading.Thread(target=consume_conflated)]
+        for reader in readers:
+            reader.start()
+        wait_for("ticks on the streams", lambda: len(last_seq) > 10 and conflated, 10)
         assert 0 == system.stop("bridge")
-        reader.join(10)
-        assert errors and grpc.StatusCode.UNAVAILABLE == errors[0].code()
+        for reader in readers:
+            reader.join(10)
+        assert 2 == len(errors)
+        for error in errors:  # both told why, not cut off after the grace period
+            assert grpc.StatusCode.UNAVAILABLE == error.code()
+            assert "bridge is shutting down; reconnect" == error.details()
         assert 0 == system.stop("feedsim")
     finally:
         system.kill_all()
