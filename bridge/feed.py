@@ -26,6 +26,7 @@ class FeedState:
 
     def __init__(self) -> None:
         self.instruments: Instruments | None = None
+        self.instruments_session = 0  # the feed session the instruments came from
         self.latest: dict[str, tuple[int, wire.Ticks]] = {}  # symbol -> (session, 1 record)
         self.books: dict[str, wire.BookSnapshot] = {}  # symbol -> latest order book
 

@@ -53,6 +53,10 @@ INSTRUMENTS_REWRITE_S = 5.0
 # control socket; no answer within the same time turns the service NOT_SERVING until it is back.
 FEED_CHECK_S = 1.0
 RETRY_MIN_S = 0.1  # the shortest pause between two attempts to fetch the instruments
+# Ticks stamped further ahead of this host's clock are dropped as bad messages: one would file
+# every later history entry under its time and trim the real ones away as too old.
+MAX_TICK_AHEAD_S = 60.0
+BAD_REASONS = ("undecodable", "unknown_symbol", "future_timestamp")
 STORE_READERS = 2
 """Threads reading Redis for the history, candle and trade RPCs (bounds their share of the CPU)."""
 STREAMS_QUIET_WAIT_S = 0.002
@@ -71,8 +75,14 @@ class FeedMetrics:
                               registry=registry)
         self.restarts = Counter("bridge_feed_restarts_total", "Feed sessions that changed",
                                 registry=registry)
-        self.bad = Counter("bridge_bad_messages_total", "Messages that failed to decode",
-                           registry=registry)
+        self.bad = Counter("bridge_bad_messages_total",
+                           "Messages dropped: undecodable, a symbol the feed does not publish, "
+                           "or ticks stamped in the future", ["reason"], registry=registry)
+        self.bad_children = {reason: self.bad.labels(reason) for reason in BAD_REASONS}
+        self.rewinds = Counter("bridge_feed_seq_rewinds_total",
+                               "Tick batches wholly behind the last seq seen and not a replay: "
+                               "sequence tracking restarted from them", ["symbol"],
+                               registry=registry)
         self.books = Counter("bridge_books_received_total",
                              "Full order books taken (snapshots, and books rebuilt from diffs)",
                              ["symbol"], registry=registry)
@@ -250,7 +260,15 @@ class Bridge:
 
     def _on_batch(self, batch: wire.TickBatch) -> None:
         self._batches_seen += 1
+        checked = self._checked(batch)
+        if checked is None:
+            return
+        batch = checked
         observation = self.tracker.observe(batch)
+        if observation.rewound:
+            self.feed_metrics.rewinds.labels(batch.symbol).inc()
+            log.warning("sequence went back without a replay flag; tracking restarts from it",
+                        extra={"symbol": batch.symbol, "seq": int(batch.ticks["seq"][0])})
         if observation.restarted:
             if batch.session != self._counted_session:  # once a restart, not once a symbol
                 self._counted_session = batch.session
@@ -273,6 +291,36 @@ class Bridge:
         self.hub.publish(fresh)
         self.history.add(fresh)
         self.feed_metrics.received(batch.symbol, len(fresh), int(fresh.ticks["ts_ns"][-1]))
+
+    def _checked(self, batch: wire.TickBatch) -> wire.TickBatch | None:
+        """`batch` without what must not be taken (None if that is all of it), counted.
+
+        A symbol missing from the instruments of the batch's own session is junk (a new
+        session's symbols are fetched, and its ticks kept, as a restart's are). Ticks stamped
+        more than MAX_TICK_AHEAD_S ahead are dropped one by one: a batch can be a drain's join
+        of several messages, the others good.
+        """
+        instruments = self.state.instruments
+        if (instruments is not None and batch.session == self.state.instruments_session
+                and batch.symbol not in instruments):
+            self._reject("unknown_symbol", f"{batch.symbol!r} is not published in feed session "
+                                           f"{batch.session}")
+            return None
+        ts_ns = batch.ticks["ts_ns"]
+        limit_ns = time.time_ns() + int(MAX_TICK_AHEAD_S * 1e9)
+        if len(ts_ns) and int(ts_ns.max()) > limit_ns:
+            ahead = ts_ns > limit_ns
+            self._reject("future_timestamp", f"{int(ahead.sum())} {batch.symbol} tick(s) stamped "
+                                             f"more than {MAX_TICK_AHEAD_S:.0f} s ahead of this "
+                                             "host's clock")
+            if ahead.all():
+                return None
+            return wire.TickBatch(batch.symbol, batch.session, batch.ticks[~ahead])
+        return batch
+
+    def _reject(self, reason: str, error: str) -> None:
+        self.feed_metrics.bad_children[reason].inc()
+        log.warning("bad message from feed", extra={"reason": reason, "error": error})
 
     def _on_book(self, book: wire.BookSnapshot) -> None:
         self.state.books[book.symbol] = book
@@ -310,8 +358,7 @@ class Bridge:
                 self.subscription.apply_snapshot(snapshot)
 
     def _on_bad_message(self, error: WireError) -> None:
-        self.feed_metrics.bad.inc()
-        log.warning("bad message from feed", extra={"error": str(error)})
+        self._reject("undecodable", str(error))
 
     async def _keep_instruments(self) -> None:
         """Fetch instruments from feedsim whenever wanted; keep them written in Redis.
@@ -326,6 +373,7 @@ class Bridge:
                 if self._instruments_wanted.is_set() or self.state.instruments is None:
                     session, instruments = await self.control.instruments()
                     self.state.instruments = Instruments(instruments)
+                    self.state.instruments_session = session
                     self._instruments_wanted.clear()
                     self._feed_alive = True
                     await self._update_health()

@@ -183,7 +183,7 @@ def test_the_bridge_process_takes_books_and_counts_no_gaps(feed: System) -> None
         assert time.monotonic() < deadline, "the bridge took no ETH-USD book"
         time.sleep(0.1)
     text = metrics()
-    assert "bridge_bad_messages_total 0.0" in text
+    assert 'bridge_bad_messages_total{reason="undecodable"} 0.0' in text
     assert not re.search(r"^bridge_book_gaps_total\{[^}]*\} [1-9]", text, re.MULTILINE)
 
 
