@@ -1,9 +1,18 @@
 """gunicorn settings for the API: ``gunicorn -c api/gunicorn_conf.py 'api.app:get_app()'``.
 
 HTTP_HOST (default 127.0.0.1) and HTTP_PORT (default 8080) give the bind address, API_WORKERS
-(default 2) the number of sync workers. Requests are logged by the app's middleware, so the access
-log is off. With PROMETHEUS_MULTIPROC_DIR set, workers write metrics to files there; the directory
-is created (and emptied of old files) at startup and a dead worker's files are marked dead.
+(default 2) the number of worker processes and API_THREADS (default 8) the request threads of
+each. Requests are logged by the app's middleware, so the access log is off. With
+PROMETHEUS_MULTIPROC_DIR set, workers write metrics to files there; the directory is created (and
+emptied of old files) at startup and a dead worker's files are marked dead.
+
+Why gthread: a sync worker is held by one connection from accept to answer, so a client that
+opens a socket and sends half a request stalls a whole worker (until `timeout` kills it), and
+API_WORKERS such clients stall the API. A gthread worker accepts in its main loop and hands each
+connection to a thread: an idle connection holds a thread for at most 5 s before it waits in the
+poller, and a connection still sending its request holds one thread (gunicorn sets no read
+timeout on it), not the worker. Requests are short (a Redis read and a JSON render under the
+GIL), so more threads add room for slow clients rather than throughput.
 """
 
 from __future__ import annotations
@@ -21,7 +30,12 @@ _port = env_int(_env, "HTTP_PORT", 8080, minimum=1, maximum=65535)
 
 bind = f"{_host}:{_port}"
 workers = env_int(_env, "API_WORKERS", 2, minimum=1, maximum=64)
-worker_class = "sync"
+worker_class = "gthread"
+threads = env_int(_env, "API_THREADS", 8, minimum=1, maximum=256)
+# Seconds an idle kept-alive connection stays open (it waits in the poller, holding no thread):
+# enough for a client polling every second or two to reuse its connection, short enough that
+# idle connections do not pile up. A stopping worker closes them within 2 s anyway.
+keepalive = 5
 timeout = 30
 graceful_timeout = 10
 accesslog = None

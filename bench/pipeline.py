@@ -1451,7 +1451,8 @@ def python_load(url: str, seconds: int, connections: int) -> dict[str, Any]:
 
 
 def gunicorn_cmd(app: str) -> list[str]:
-    # The same settings as the product's: api/gunicorn_conf.py (2 sync workers by default).
+    # The same settings as the product's: api/gunicorn_conf.py (2 gthread workers of 8 threads
+    # by default; API_WORKERS and API_THREADS from this environment apply to both apps).
     return [sys.executable, "-m", "gunicorn", "-c", "python:api.gunicorn_conf", app]
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 8.0
 MS = 1_000_000
+SLOW_CLIENTS = 5
+"""More than the fixture's 2 workers, fewer than a worker's default 8 threads: even all on one
+worker leave it a thread free."""
 
 pytestmark = pytest.mark.integration
 
@@ -224,3 +230,40 @@ def test_sigterm_stops_gunicorn_cleanly(server: Server) -> None:
     assert {"event": "Shutting down: Master", "logger": "gunicorn.error", "service": "api",
             "instance": "api-it"}.items() <= next(
         e for e in events if e["event"] == "Shutting down: Master").items()
+
+
+def test_idle_and_half_sent_connections_do_not_stall_the_api(server: Server) -> None:
+    """Clients that connect and send nothing, or half a request, each hold a thread, not a
+    worker: the API answers others meanwhile, and serves the slow request once it is complete."""
+    address = server.base_url.removeprefix("http://").split(":")
+    with ExitStack() as stack:
+        half_sent = []
+        for i in range(SLOW_CLIENTS):
+            conn = stack.enter_context(socket.create_connection((address[0], int(address[1]))))
+            conn.settimeout(5)
+            if i % 2 == 0:  # the others stay idle
+                conn.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                half_sent.append(conn)
+        try:
+            health = server.get("/api/v1/health")
+        except OSError as exc:
+            pytest.fail(f"/api/v1/health did not answer with {SLOW_CLIENTS} slow clients "
+                        f"connected: {exc!r}")
+        assert health.status == 200
+        assert server.get("/api/v1/prices/BTC-USD/current").status == 200
+
+        half_sent[0].sendall(b"Connection: close\r\n\r\n")
+        answer = b""
+        while chunk := half_sent[0].recv(65536):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
+def test_metrics_add_up_over_workers_and_threads(server: Server) -> None:
+    """Requests answered concurrently by several threads of several workers are all counted."""
+    route = "/api/v1/symbols"
+    before = requests_counted(server, route, "200")
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(lambda _: server.get(route).status, range(64)))
+    assert [200] * 64 == statuses
+    assert before + 64 == requests_counted(server, route, "200")
