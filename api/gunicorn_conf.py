@@ -43,6 +43,9 @@ errorlog = "-"
 loglevel = "info"
 _service = env_str(_env, "SERVICE_NAME", "api")
 # gunicorn's own lines (arbiter and worker lifecycle) as the same JSON lines as the app's.
+# Any logconfig_dict turns gunicorn's access log on whatever `accesslog` says (glogging's
+# Logger.access checks logconfig_dict too), so "gunicorn.access" is left without a handler and
+# cut off from the root's: the middleware's "api.request" line is the one line per request.
 logconfig_dict: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -56,7 +59,7 @@ logconfig_dict: dict[str, Any] = {
     "root": {"level": "INFO", "handlers": ["stdout"]},
     "loggers": {
         "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
-        "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {"handlers": [], "propagate": False},
     },
 }
 proc_name = "mds-api"

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -267,3 +268,15 @@ def test_metrics_add_up_over_workers_and_threads(server: Server) -> None:
         statuses = list(pool.map(lambda _: server.get(route).status, range(64)))
     assert [200] * 64 == statuses
     assert before + 64 == requests_counted(server, route, "200")
+
+
+def test_each_request_is_logged_once(server: Server) -> None:
+    """The app's middleware logs every request; gunicorn's access log adds no second line."""
+    path = f"/api/v1/no-such-route-{uuid.uuid4().hex}"
+    assert server.get(path, headers={"X-Request-ID": "it-once"}).status == 404
+    server.process.send_signal(signal.SIGTERM)  # the workers flush every line before they exit
+    assert server.process.wait(timeout=STOP_TIMEOUT_S) == 0, server.logs()
+    lines = [line for line in server.log_path.read_text().splitlines() if path in line]
+    assert 1 == len(lines), lines
+    assert {"logger": "api.request", "event": "request", "path": path, "status": 404,
+            "cid": "it-once"}.items() <= orjson.loads(lines[0]).items()
