@@ -20,6 +20,7 @@ from redis.retry import Retry
 from api import errors, resources
 from api.config import ApiConfig
 from api.middleware import RequestMetrics, RequestMiddleware
+from api.params import KnownParameters
 from marketdata import logs
 from marketdata.layout import Keys
 from marketdata.settings import environ
@@ -49,6 +50,7 @@ def create_app(store: Store, config: ApiConfig, registry: CollectorRegistry | No
     route_labels[f"{ORDERBOOK_ROUTE}/{{quote}}"] = ORDERBOOK_ROUTE
     route_labels[f"{TRADES_ROUTE}/{{quote}}"] = TRADES_ROUTE
     app = falcon.App(middleware=[RequestMiddleware(RequestMetrics(registry), route_labels)])
+    app.add_middleware(KnownParameters())
     json_handler = falcon.media.JSONHandler(dumps=orjson.dumps, loads=orjson.loads)
     app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler

@@ -1,5 +1,7 @@
 """Parsing query parameters: timestamps, limits, intervals, and the range queries as a whole.
 
+``KnownParameters`` refuses, on every route, a parameter the route does not take.
+
 Timestamps are epoch milliseconds (digits only, e.g. ``1764060279123``) or RFC 3339 / ISO 8601
 text (``2026-11-25T08:44:39.123Z``, ``2026-11-25T09:44:39+01:00``; without an offset it is UTC;
 digits beyond microseconds are dropped), from 1970 to 2262 (the range of int64 nanoseconds).
@@ -21,6 +23,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
+
+import falcon
 
 from marketdata import correlations, queries
 from marketdata.candles import Interval
@@ -142,14 +147,35 @@ def candle_query(params: Mapping[str, str | Sequence[str]], now_ns: int, default
     return CandleQuery(interval, *_range(values, now_ns, default_limit, max_limit))
 
 
-def single_values(params: Mapping[str, str | Sequence[str]],
-                  accepted: Sequence[str]) -> dict[str, str]:
-    """Return the parameters as single strings; raise InvalidParameter for unknown or repeated."""
+class KnownParameters:
+    """Falcon middleware: refuse a query parameter the matched route does not take.
+
+    One check for every route, /metrics and the probes included: a resource lists the parameters
+    it takes in its ``parameters`` attribute, and one without it takes none. It runs before the
+    responder, so before any Redis read; an unmatched route or method keeps its 404 or 405.
+    """
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: object,
+                         params: Mapping[str, Any]) -> None:
+        """Raise InvalidParameter naming the first unknown query parameter, if any."""
+        if resource is None or not hasattr(resource, f"on_{req.method.lower()}"):
+            return
+        check_names(req.params, getattr(resource, "parameters", ()))
+
+
+def check_names(params: Mapping[str, object], accepted: Sequence[str]) -> None:
+    """Raise InvalidParameter naming the first parameter (by name) not in `accepted`."""
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         reason = (f"is not a parameter of this route; accepted: {', '.join(accepted)}"
                   if accepted else "is not a parameter of this route, which takes none")
         raise InvalidParameter(unknown[0][:40], reason)
+
+
+def single_values(params: Mapping[str, str | Sequence[str]],
+                  accepted: Sequence[str]) -> dict[str, str]:
+    """Return the parameters as single strings; raise InvalidParameter for unknown or repeated."""
+    check_names(params, accepted)
     values: dict[str, str] = {}
     for name, value in params.items():
         if not isinstance(value, str):

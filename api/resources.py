@@ -24,11 +24,15 @@ from api import views
 from api.config import ApiConfig
 from api.errors import Unavailable
 from api.params import (
+    CANDLE_PARAMETERS,
+    CORRELATION_PARAMETERS,
+    HISTORY_PARAMETERS,
+    ORDERBOOK_PARAMETERS,
+    TRADES_PARAMETERS,
     candle_query,
     correlation_query,
     depth_query,
     history_query,
-    single_values,
     trades_query,
 )
 from marketdata import candles, correlations
@@ -194,6 +198,8 @@ class CurrentPrice:
 class PriceHistory:
     """One symbol's ticks in a time range."""
 
+    parameters = HISTORY_PARAMETERS
+
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
@@ -217,6 +223,8 @@ class PriceHistory:
 
 class Candles:
     """One symbol's OHLCV candles of one interval in a range of open times."""
+
+    parameters = CANDLE_PARAMETERS
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -252,7 +260,6 @@ class Stats24h:
         23 h 59 min and 24 h of trades.
         """
         instrument = self.ctx.instrument(symbol, quote)
-        single_values(req.params, ())
         now_ns = self.ctx.clock()
         start_ns = candles.rolling_window_start(now_ns)
         minutes = candles.DAY_NS // candles.ONE_MINUTE.ns
@@ -266,6 +273,8 @@ class Stats24h:
 
 class OrderBook:
     """One symbol's latest L2 order book."""
+
+    parameters = ORDERBOOK_PARAMETERS
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -285,6 +294,8 @@ class OrderBook:
 class Trades:
     """One symbol's most recent trades, newest first."""
 
+    parameters = TRADES_PARAMETERS
+
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
@@ -300,6 +311,8 @@ class Trades:
 
 class Correlations:
     """Pairwise correlation of symbols' log returns, from aligned closed candles."""
+
+    parameters = CORRELATION_PARAMETERS
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import pytest
 import redis
 from falcon import testing
+from falcon.inspect import inspect_routes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
@@ -400,6 +401,33 @@ def test_history_bad_parameter_400_names_it(client: testing.TestClient, query: s
 
 
 # -- errors, routing, request ids, metrics ------------------------------------------------------
+
+
+def every_route() -> list[tuple[str, str]]:
+    """Return (method, path) for every route and method the app serves, symbols filled in."""
+    app = create_app(MemoryStore(), CONFIG, CollectorRegistry())
+    return [(method.method, route.path.replace("{symbol}/{quote}", "BTC/USD")
+             .replace("{symbol}", "BTC-USD"))
+            for route in inspect_routes(app) for method in route.methods if not method.internal]
+
+
+@pytest.mark.parametrize(("query", "name"), [("foo=1", "foo"), ("x", "x")])
+@pytest.mark.parametrize(("method", "path"), every_route())
+def test_every_route_refuses_an_unknown_parameter(client: testing.TestClient, method: str,
+                                                  path: str, query: str, name: str) -> None:
+    result = client.simulate_request(method, path, query_string=query)
+    if method == "HEAD":  # no body to read the error from
+        assert 400 == result.status_code
+        return
+    message = assert_error(result, 400, "invalid_parameter")
+    assert message.startswith(f"{name}: is not a parameter of this route"), message
+
+
+def test_no_route_or_method_comes_before_an_unknown_parameter(
+        client: testing.TestClient) -> None:
+    assert_error(client.simulate_get("/api/v1/nope", query_string="foo=1"), 404, "not_found")
+    assert_error(client.simulate_post("/api/v1/health", query_string="foo=1"), 405,
+                 "method_not_allowed")
 
 
 @pytest.mark.parametrize("path", ["/", "/api/v1", "/api/v1/nope", "/api/v1/prices/BTC-USD",
