@@ -39,7 +39,7 @@ from marketdata import candles, correlations
 from marketdata.errors import InvalidParameter
 from marketdata.queries import book_depth, check_depth
 from marketdata.store import Store, StoreError, StoreUnavailable
-from marketdata.symbols import Instrument, Instruments
+from marketdata.symbols import Instrument, Instruments, check_spelling
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,14 @@ class Context:
         return instruments
 
     def instrument(self, symbol: str, quote: str | None) -> Instrument:
-        """Resolve a symbol path segment (or BASE and QUOTE segments) to its instrument."""
+        """Resolve a symbol path segment (or BASE and QUOTE segments) to its instrument.
+
+        A malformed symbol is refused before the instruments are read: it is a 400 whether or not
+        Redis answers. Responders parse their query parameters before calling this, for the same
+        reason.
+        """
         text = symbol if quote is None else f"{symbol}/{quote}"
+        check_spelling(text)
         return self.instruments().resolve(text)
 
 
@@ -206,10 +212,10 @@ class PriceHistory:
     def on_get(self, req: falcon.Request, resp: falcon.Response, symbol: str,
                quote: str | None = None) -> None:
         """Answer the ticks with start <= time <= end (see the README for limit semantics)."""
-        instrument = self.ctx.instrument(symbol, quote)
         config = self.ctx.config
         query = history_query(req.params, self.ctx.clock(), config.history_default_limit,
                               config.history_max_limit)
+        instrument = self.ctx.instrument(symbol, quote)
         ticks = self.ctx.store.history(instrument.symbol, query.start_ns, query.end_ns,
                                        query.limit)
         resp.media = {
@@ -232,11 +238,11 @@ class Candles:
     def on_get(self, req: falcon.Request, resp: falcon.Response, symbol: str,
                quote: str | None = None) -> None:
         """Answer the candles with start <= open time <= end, oldest first (history's limits)."""
-        instrument = self.ctx.instrument(symbol, quote)
         config = self.ctx.config
         now_ns = self.ctx.clock()
         query = candle_query(req.params, now_ns, config.history_default_limit,
                              config.history_max_limit)
+        instrument = self.ctx.instrument(symbol, quote)
         found = self.ctx.store.candles(instrument.symbol, query.interval, query.start_ns,
                                        query.end_ns, query.limit)
         resp.media = {
@@ -282,8 +288,8 @@ class OrderBook:
     def on_get(self, req: falcon.Request, resp: falcon.Response, symbol: str,
                quote: str | None = None) -> None:
         """Answer the top `depth` levels a side (default 20); 503 before the first book."""
-        instrument = self.ctx.instrument(symbol, quote)
         depth = check_depth(depth_query(req.params))
+        instrument = self.ctx.instrument(symbol, quote)
         book = self.ctx.store.book(instrument.symbol)
         if book is None:
             raise Unavailable(f"no order book of {instrument.symbol} yet")
@@ -302,8 +308,8 @@ class Trades:
     def on_get(self, req: falcon.Request, resp: falcon.Response, symbol: str,
                quote: str | None = None) -> None:
         """Answer up to `limit` trades (default 100, at most 1,000); none yet is an empty list."""
-        instrument = self.ctx.instrument(symbol, quote)
         limit = trades_query(req.params)
+        instrument = self.ctx.instrument(symbol, quote)
         found = self.ctx.store.trades(instrument.symbol, limit)
         resp.media = {"symbol": instrument.symbol, "count": len(found),
                       "trades": views.trade_objects(found, instrument)}
@@ -320,6 +326,8 @@ class Correlations:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Answer the matrix over the last `window` closed intervals (marketdata.correlations)."""
         query = correlation_query(req.params)
+        for text in query.symbols or ():
+            check_spelling(text)  # before Redis is read, as for a path's symbol
         instruments = self.ctx.instruments()
         if query.symbols is None:
             symbols = list(instruments.symbols)

@@ -16,6 +16,7 @@ from marketdata.errors import InvalidSymbol, UnknownSymbol
 
 _PART = re.compile(r"[A-Z0-9]{1,16}")  # used with fullmatch: no trailing newline slips through
 _SEPARATORS = re.compile(r"[-/_]")
+_ALNUM = re.compile(r"[A-Z0-9]+")
 MAX_SYMBOL_TEXT = 40
 
 # Quote currencies tried, longest first, when splitting an unknown compact spelling for a message.
@@ -31,11 +32,27 @@ def canonical(text: str) -> str:
     cleaned = _cleaned(text)
     parts = _SEPARATORS.split(cleaned)
     if len(parts) != 2 or not all(_PART.fullmatch(p) for p in parts):
-        raise InvalidSymbol(
-            f"'{text}' is not a symbol: expected BASE-QUOTE such as BTC-USD "
-            "(also accepted: BTC/USD, BTC_USD, BTCUSD, any case)"
-        )
+        raise _malformed(text)
     return f"{parts[0]}-{parts[1]}"
+
+
+def check_spelling(text: str) -> None:
+    """Raise InvalidSymbol unless `text` may name a symbol in some accepted spelling.
+
+    Needs no instrument list, so a server can refuse malformed input before reading one. A
+    compact spelling is only checked for its characters here: what it names, and whether it
+    names anything, depends on the instruments (Instruments.resolve).
+    """
+    cleaned = _cleaned(text)
+    if _SEPARATORS.search(cleaned):
+        canonical(cleaned)
+    elif not _ALNUM.fullmatch(cleaned):
+        raise _malformed(text)
+
+
+def _malformed(text: str) -> InvalidSymbol:
+    return InvalidSymbol(f"'{text}' is not a symbol: expected BASE-QUOTE such as BTC-USD "
+                         "(also accepted: BTC/USD, BTC_USD, BTCUSD, any case)")
 
 
 def _cleaned(text: str) -> str:
@@ -134,10 +151,7 @@ class Instruments:
         elif _PART.fullmatch(cleaned):
             symbol = _split_compact(cleaned)
         else:
-            raise InvalidSymbol(
-                f"'{text}' is not a symbol: expected BASE-QUOTE such as BTC-USD "
-                "(also accepted: BTC/USD, BTC_USD, BTCUSD, any case)"
-            )
+            raise _malformed(text)
         try:
             return self._by_symbol[symbol]
         except KeyError:

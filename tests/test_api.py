@@ -208,6 +208,32 @@ def test_unreachable_redis_answers_503_without_internals(path: str) -> None:
     assert "127.0.0.1" not in message
 
 
+def symbol_routes(symbol: str) -> list[str]:
+    """Return the path of every GET route that takes a symbol, with `symbol` in it."""
+    app = create_app(MemoryStore(), CONFIG, CollectorRegistry())
+    return [route.path.replace("{symbol}/{quote}", f"{symbol}/USD").replace("{symbol}", symbol)
+            for route in inspect_routes(app) if "{symbol}" in route.path]
+
+
+@pytest.mark.parametrize(("path", "query", "code"), [
+    *((path, "", "invalid_symbol") for path in symbol_routes("B..D")),
+    ("/api/v1/prices/BTC-USD/history", "limit=0", "invalid_parameter"),
+    ("/api/v1/candles/BTC-USD", "interval=7m", "invalid_parameter"),
+    ("/api/v1/orderbook/BTC-USD", "depth=0", "invalid_parameter"),
+    ("/api/v1/trades/BTC-USD", "limit=0", "invalid_parameter"),
+    ("/api/v1/correlations", "window=1", "invalid_parameter"),
+    ("/api/v1/correlations", "symbols=BTC-USD,B..D", "invalid_symbol"),
+])
+def test_malformed_input_is_400_before_redis_is_read(path: str, query: str, code: str) -> None:
+    """Input that is wrong whatever Redis holds is refused even while Redis is unreachable."""
+    store = unreachable_store()
+    try:
+        result = make_client(store).simulate_get(path, query_string=query)
+    finally:
+        store.client.close()
+    assert_error(result, 400, code)
+
+
 # -- symbols and prices ------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from marketdata.errors import InvalidSymbol, UnknownSymbol
-from marketdata.symbols import Instrument, Instruments, canonical
+from marketdata.symbols import Instrument, Instruments, canonical, check_spelling
 
 BTC = Instrument("BTC-USD", "BTC", "USD", 0.01, 0.00001, 1.0, 1e7)
 ETH = Instrument("ETH-USD", "ETH", "USD", 0.01, 0.0001, 0.1, 1e6)
@@ -48,6 +48,28 @@ def test_malformed_symbols_are_invalid(text: str) -> None:
 def test_resolve_raises_only_symbol_errors(text: str) -> None:
     with contextlib.suppress(InvalidSymbol, UnknownSymbol):
         INSTRUMENTS.resolve(text)
+
+
+@given(st.text(max_size=50) | st.from_regex(r"[A-Za-z0-9.$ ]{1,20}([-/_][A-Za-z0-9.$ ]{0,20})*",
+                                             fullmatch=True))
+def test_check_spelling_refuses_only_what_resolve_calls_invalid(text: str) -> None:
+    """What check_spelling refuses without the instruments, resolve refuses with them."""
+    try:
+        check_spelling(text)
+    except InvalidSymbol:
+        with pytest.raises(InvalidSymbol):
+            INSTRUMENTS.resolve(text)
+
+
+@pytest.mark.parametrize("text", ["BTC-USD", "btc/usd", "BTCUSD", "XYZ-USD", "xyzusd", "A" * 30])
+def test_check_spelling_accepts_what_may_name_a_symbol(text: str) -> None:
+    check_spelling(text)
+
+
+@pytest.mark.parametrize("text", ["", "B..D", "BTC-", "BTC-USD-X", "B$C", "A" * 41, "€UR-USD"])
+def test_check_spelling_refuses_malformed_text(text: str) -> None:
+    with pytest.raises(InvalidSymbol):
+        check_spelling(text)
 
 
 @given(st.from_regex(r"[A-Z0-9]{1,16}", fullmatch=True),
