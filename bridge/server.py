@@ -44,7 +44,7 @@ from marketdata.layout import Keys
 from marketdata.sequence import SequenceTracker
 from marketdata.settings import environ
 from marketdata.store import RedisStore
-from marketdata.symbols import Instruments
+from marketdata.symbols import Instrument, Instruments
 
 log = logging.getLogger(__name__)
 
@@ -276,8 +276,7 @@ class Bridge:
                 log.warning("feed session changed", extra={"symbol": batch.symbol,
                                                            "session": batch.session})
             self._instruments_wanted.set()
-        elif self.state.instruments is None:
-            self._feed_back.set()  # fetch the instruments now, not after the retry's backoff
+        self._feed_back.set()  # a fetch of the instruments waiting to retry can go now
         if observation.missed:
             self.feed_metrics.missed.labels(batch.symbol).inc(observation.missed)
             log.warning("sequence gap", extra={"symbol": batch.symbol,
@@ -384,27 +383,24 @@ class Bridge:
             except (FeedUnavailable, RedisError, OSError) as exc:
                 log.warning("instruments not refreshed; retrying",
                             extra={"error": str(exc), "retry_in_s": delay})
-                await self._retry_pause(delay)
+                if isinstance(exc, FeedUnavailable):
+                    await self._until_feed_back(delay)
+                else:
+                    await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
             delay = 0.1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._instruments_wanted.wait(), INSTRUMENTS_REWRITE_S)
 
-    async def _retry_pause(self, delay_s: float) -> None:
-        """Wait `delay_s` before fetching the instruments again. While the bridge has none, the
-        feed's next tick ends the wait early (after RETRY_MIN_S): gRPC serves as soon as the
-        feed is back, not up to a backoff later."""
+    async def _until_feed_back(self, delay_s: float) -> None:
+        """Wait `delay_s` before asking feedsim again, or less: the feed's next tick ends the
+        wait (after RETRY_MIN_S), so the instruments come as soon as the feed is back, not up
+        to a backoff later."""
         await asyncio.sleep(min(RETRY_MIN_S, delay_s))
-        rest = delay_s - RETRY_MIN_S
-        if rest <= 0:
-            return
-        if self.state.instruments is not None:
-            await asyncio.sleep(rest)
-            return
         self._feed_back.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._feed_back.wait(), rest)
+            await asyncio.wait_for(self._feed_back.wait(), max(delay_s - RETRY_MIN_S, 0.0))
 
     async def _watch_feed(self) -> None:
         """Keep health in step with the feed: NOT_SERVING while feedsim neither sends ticks
@@ -449,7 +445,12 @@ class Bridge:
         symbols: list[str] = []
         try:
             raw = await self.redis.get(self.keys.instruments)
-            symbols = [d["symbol"] for d in orjson.loads(raw)] if raw else []
+            if raw:
+                # Until feedsim answers: so the history RPCs serve what Redis holds even when
+                # the bridge starts while the feed is down.
+                self.state.instruments = Instruments(Instrument.from_dict(d)
+                                                     for d in orjson.loads(raw))
+                symbols = list(self.state.instruments.symbols)
             for symbol in symbols:
                 rows = cast(StreamRows, await self.redis.xrevrange(self.keys.ticks(symbol),
                                                                    count=1))
@@ -457,7 +458,8 @@ class Bridge:
                     session, ticks = wire.decode_body(rows[0][1][b"d"])
                     self.tracker.seed(symbol, session, int(ticks["seq"][-1]))
                     self.state.update(wire.TickBatch(symbol, session, ticks))
-        except (RedisError, OSError, WireError, orjson.JSONDecodeError, KeyError) as exc:
+        except (RedisError, OSError, WireError, orjson.JSONDecodeError, KeyError, TypeError,
+                ValueError) as exc:
             log.warning("could not resume from history", extra={"error": str(exc)})
         try:
             restored = await self.candles.restore(self.redis, symbols)

@@ -38,6 +38,7 @@ from marketdata import trades as mdtrades
 from marketdata.candles import Candle, Interval
 from marketdata.errors import InvalidParameter, InvalidSymbol, UnknownSymbol
 from marketdata.store import Store, StoreError, StoreUnavailable
+from marketdata.symbols import check_spelling
 
 log = logging.getLogger(__name__)
 
@@ -308,6 +309,11 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
     async def _resolve(self, context: grpc.aio.ServicerContext[Any, Any],
                        texts: Sequence[str]) -> list[str]:
         """Return canonical symbols for `texts` (all when empty) or abort the call."""
+        for text in texts:  # malformed text is INVALID_ARGUMENT, with or without a feed
+            try:
+                check_spelling(text)
+            except InvalidSymbol as exc:
+                await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         instruments = self.state.instruments
         if instruments is None:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, "feed not connected yet")

@@ -435,3 +435,31 @@ def test_health_follows_the_feed_and_a_restart_counts_once(
         assert 1.0 == restarts()  # one feedsim restart, five symbols
     finally:
         system.kill_all()
+
+
+def test_a_bridge_started_without_the_feed_serves_history_from_redis(
+        tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    system = System.configure(tmp_path, redis_url, redis_prefix)
+    system.start("feedsim", "bridge")
+    try:
+        system.wait_grpc_serving()
+        with system.channel() as channel:
+            stub = system.stub(channel)
+            wait_for("ticks in history", lambda: len(stub.GetHistory(
+                pb.GetHistoryRequest(symbol="BTC-USD"), timeout=5).ticks.seq) >= 5)
+        assert 0 == system.stop("bridge")
+        assert 0 == system.stop("feedsim")
+        system.start("bridge")  # the feed stays down
+        with system.channel() as channel:
+            stub = system.stub(channel)
+            history = wait_for("history from Redis", lambda: stub.GetHistory(
+                pb.GetHistoryRequest(symbol="btc/usd"), timeout=5))
+            assert len(history.ticks.seq) >= 5 and history.ticks.symbol == "BTC-USD"
+            with pytest.raises(grpc.RpcError) as info:
+                stub.GetPrice(pb.GetPriceRequest(symbol="B..D"), timeout=5)
+            assert grpc.StatusCode.INVALID_ARGUMENT == info.value.code()
+            health = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="marketdata.MarketDataService"), timeout=5)
+            assert health_pb2.HealthCheckResponse.NOT_SERVING == health.status
+    finally:
+        system.kill_all()
