@@ -305,7 +305,11 @@ class FeedServer:
                 continue  # an unsubscribe
             for symbol in self.feed.symbols:
                 last = self.feed.last(symbol)
-                if last is not None and wire.topic(symbol).startswith(prefix):
+                # While a lossless replay holds refused ticks, the last tick made is among
+                # them: replayed now, it would reach the others ahead of the ticks before it.
+                # The new subscriber gets those queued ticks soon enough instead.
+                if (last is not None and not self._unsent
+                        and wire.topic(symbol).startswith(prefix)):
                     replay = last.copy()
                     replay["flags"] |= wire.FLAG_SNAPSHOT
                     try:
