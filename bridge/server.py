@@ -79,10 +79,9 @@ class FeedMetrics:
                            "Messages dropped: undecodable, a symbol the feed does not publish, "
                            "or ticks stamped in the future", ["reason"], registry=registry)
         self.bad_children = {reason: self.bad.labels(reason) for reason in BAD_REASONS}
-        self.rewinds = Counter("bridge_feed_seq_rewinds_total",
-                               "Tick batches wholly behind the last seq seen and not a replay: "
-                               "sequence tracking restarted from them", ["symbol"],
-                               registry=registry)
+        self.stale = Counter("bridge_ticks_stale_total",
+                             "Ticks dropped as already seen that were no last-value replay: "
+                             "the feed's seq went back", ["symbol"], registry=registry)
         self.books = Counter("bridge_books_received_total",
                              "Full order books taken (snapshots, and books rebuilt from diffs)",
                              ["symbol"], registry=registry)
@@ -165,6 +164,7 @@ class Bridge:
         self._feed_alive = False
         self._serving = False  # what health says
         self._counted_session = 0  # the latest feed session counted in bridge_feed_restarts
+        self._stale_symbols: set[str] = set()  # sending ticks behind their last seq
         self._books_wanted: set[str] = set()
         self._books_wanted_event = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -265,10 +265,15 @@ class Bridge:
             return
         batch = checked
         observation = self.tracker.observe(batch)
-        if observation.rewound:
-            self.feed_metrics.rewinds.labels(batch.symbol).inc()
-            log.warning("sequence went back without a replay flag; tracking restarts from it",
-                        extra={"symbol": batch.symbol, "seq": int(batch.ticks["seq"][0])})
+        if observation.stale:
+            self.feed_metrics.stale.labels(batch.symbol).inc(observation.stale)
+            if batch.symbol not in self._stale_symbols:  # said once until fresh ticks come
+                self._stale_symbols.add(batch.symbol)
+                log.warning("ticks behind the last seq seen, not replays: dropped", extra={
+                    "symbol": batch.symbol, "seq": int(batch.ticks["seq"][0]),
+                    "last_seq": (self.tracker.last(batch.symbol) or (0, 0))[1]})
+        elif observation.fresh is not None and self._stale_symbols:
+            self._stale_symbols.discard(batch.symbol)
         if observation.restarted:
             if batch.session != self._counted_session:  # once a restart, not once a symbol
                 self._counted_session = batch.session

@@ -21,7 +21,7 @@ class Observation:
     fresh: wire.TickBatch | None  # None when every tick had been seen already
     missed: int                   # ticks skipped between the last seen and this batch
     restarted: bool               # the feed session changed
-    rewound: bool = False         # seq went back without a snapshot flag: counting restarted
+    stale: int = 0                # ticks dropped as seen that were no replay (no snapshot flag)
 
 
 class SequenceTracker:
@@ -31,10 +31,9 @@ class SequenceTracker:
     counted as missed ticks; a new session restarts the count. Ticks accepted as new lose
     FLAG_SNAPSHOT: downstream they are ordinary ticks in sequence.
 
-    Only a replay (FLAG_SNAPSHOT on its first tick) is entirely behind the last seen seq. A
-    batch that is, without one, means the count itself went wrong (say one corrupt seq far
-    ahead): it is taken whole and counting starts again from it (`rewound`); otherwise every
-    later tick would be dropped.
+    Only a last-value replay (FLAG_SNAPSHOT) repeats a seq. Dropped ticks without the flag are
+    counted as `stale`: a feed whose seq went back (say after one corrupt seq far ahead) shows
+    there, rather than in silence.
     """
 
     def __init__(self) -> None:
@@ -58,28 +57,22 @@ class SequenceTracker:
         last_seq = 0 if previous is None or restarted else previous[1]
         seqs = ticks["seq"]
         first = int(seqs[0])
-        if int(seqs[-1]) <= last_seq and not int(ticks["flags"][0]) & wire.FLAG_SNAPSHOT:
-            self._last[batch.symbol] = (batch.session, int(seqs[-1]))
-            return Observation(_unflagged(batch), 0, restarted, rewound=True)
+        stale = 0
         if first <= last_seq:
-            ticks = ticks[seqs > last_seq]
+            seen = seqs <= last_seq
+            stale = int((ticks["flags"][seen] & wire.FLAG_SNAPSHOT == 0).sum())
+            ticks = ticks[~seen]
             if not len(ticks):
-                return Observation(None, 0, restarted)
+                return Observation(None, 0, restarted, stale)
             seqs = ticks["seq"]
             first = int(seqs[0])
         # After a restart the new session's ticks before `first` were missed too.
         missed = first - last_seq - 1 if previous is not None else 0
+        # One reduction, not a mask: this runs for every message the bridge receives.
+        if int(_OR(ticks["flags"])) & wire.FLAG_SNAPSHOT:
+            ticks = wire.copy_ticks(ticks)
+            ticks["flags"] &= np.uint32(0xFFFFFFFF ^ wire.FLAG_SNAPSHOT)
         self._last[batch.symbol] = (batch.session, int(seqs[-1]))
         fresh = batch if ticks is batch.ticks else wire.TickBatch(batch.symbol, batch.session,
                                                                    ticks)
-        return Observation(_unflagged(fresh), max(missed, 0), restarted)
-
-
-def _unflagged(batch: wire.TickBatch) -> wire.TickBatch:
-    """`batch` without FLAG_SNAPSHOT (a copy only when some tick has it)."""
-    # One reduction, not a mask: this runs for every message the bridge receives.
-    if not int(_OR(batch.ticks["flags"])) & wire.FLAG_SNAPSHOT:
-        return batch
-    ticks = wire.copy_ticks(batch.ticks)
-    ticks["flags"] &= np.uint32(0xFFFFFFFF ^ wire.FLAG_SNAPSHOT)
-    return wire.TickBatch(batch.symbol, batch.session, ticks)
+        return Observation(fresh, max(missed, 0), restarted, stale)
