@@ -159,8 +159,8 @@ class Bridge:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         self.grpc_port = 0
         self._instruments_wanted = asyncio.Event()
-        self._feed_back = asyncio.Event()  # ticks came while there were no instruments
-        self._batches_seen = 0  # tick batches received, for the feed watch
+        self._feed_back = asyncio.Event()  # ticks came after a second or more of silence
+        self._last_batch_at = -FEED_CHECK_S  # loop time of the latest tick batch
         self._feed_alive = False
         self._serving = False  # what health says
         self._counted_session = 0  # the latest feed session counted in bridge_feed_restarts
@@ -259,7 +259,10 @@ class Bridge:
             self._stop_task = asyncio.get_running_loop().create_task(self.stop())
 
     def _on_batch(self, batch: wire.TickBatch) -> None:
-        self._batches_seen += 1
+        now = time.monotonic()
+        if now - self._last_batch_at >= FEED_CHECK_S:
+            self._feed_back.set()  # the feed is back: a fetch waiting to retry goes now
+        self._last_batch_at = now
         checked = self._checked(batch)
         if checked is None:
             return
@@ -281,7 +284,6 @@ class Bridge:
                 log.warning("feed session changed", extra={"symbol": batch.symbol,
                                                            "session": batch.session})
             self._instruments_wanted.set()
-        self._feed_back.set()  # a fetch of the instruments waiting to retry can go now
         if observation.missed:
             self.feed_metrics.missed.labels(batch.symbol).inc(observation.missed)
             log.warning("sequence gap", extra={"symbol": batch.symbol,
@@ -399,29 +401,27 @@ class Bridge:
                 await asyncio.wait_for(self._instruments_wanted.wait(), INSTRUMENTS_REWRITE_S)
 
     async def _until_feed_back(self, delay_s: float) -> None:
-        """Wait `delay_s` before asking feedsim again, or less: the feed's next tick ends the
+        """Wait `delay_s` before asking feedsim again, or less: ticks after a silence end the
         wait (after RETRY_MIN_S), so the instruments come as soon as the feed is back, not up
-        to a backoff later."""
-        await asyncio.sleep(min(RETRY_MIN_S, delay_s))
+        to a backoff later. Ticks that keep flowing do not: a feedsim that answers badly is
+        asked again at the backoff's pace."""
         self._feed_back.clear()
+        await asyncio.sleep(min(RETRY_MIN_S, delay_s))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._feed_back.wait(), max(delay_s - RETRY_MIN_S, 0.0))
 
     async def _watch_feed(self) -> None:
         """Keep health in step with the feed: NOT_SERVING while feedsim neither sends ticks
         nor answers a ping, SERVING again once it does (and the instruments are known)."""
-        seen = self._batches_seen
         while True:
             await asyncio.sleep(FEED_CHECK_S)
-            if self._batches_seen != seen:
-                alive = True
-            else:
+            alive = self._ticking()
+            if not alive:
                 try:
                     await self.control.request("ping", FEED_CHECK_S)
                     alive = True
                 except FeedUnavailable:
-                    alive = False
-            seen = self._batches_seen
+                    alive = self._ticking()  # ticks came back while the ping was out
             if alive != self._feed_alive:
                 self._feed_alive = alive
                 if alive:
@@ -430,6 +430,10 @@ class Bridge:
                     log.warning("feed lost: no tick and no answer to a ping",
                                 extra={"waited_s": 2 * FEED_CHECK_S})
                 await self._update_health()
+
+    def _ticking(self) -> bool:
+        """Whether a tick batch came within the last FEED_CHECK_S."""
+        return time.monotonic() - self._last_batch_at < FEED_CHECK_S
 
     async def _update_health(self) -> None:
         """SERVING while the instruments are known and the feed is alive, else NOT_SERVING."""

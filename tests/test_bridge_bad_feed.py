@@ -8,6 +8,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -39,6 +40,8 @@ class Publisher:
         self.control.setsockopt(zmq.LINGER, 0)
         self.control.bind(control_endpoint)
         self._running = True
+        self.garbled = False  # answer `instruments` with a reply missing its fields
+        self.asked: list[str] = []  # the commands received
         self._thread = threading.Thread(target=self._answer, daemon=True)
         self._thread.start()
 
@@ -48,8 +51,10 @@ class Publisher:
                 continue
             *envelope, payload = self.control.recv_multipart()
             request = orjson.loads(payload)
-            reply = ({"ok": True, "session": SESSION,
-                      "instruments": [i.to_dict() for i in INSTRUMENTS]}
+            self.asked.append(request["cmd"])
+            instruments = ([{"symbol": "BTC-USD"}] if self.garbled
+                           else [i.to_dict() for i in INSTRUMENTS])
+            reply = ({"ok": True, "session": SESSION, "instruments": instruments}
                      if request["cmd"] == "instruments" else {"ok": True})
             self.control.send_multipart([*envelope, orjson.dumps({**reply,
                                                                   "id": request.get("id")})])
@@ -156,3 +161,23 @@ def test_ticks_behind_a_corrupt_seq_are_counted_stale_not_dropped_in_silence(
 def test_the_bridge_is_still_up(fed: tuple[System, Publisher]) -> None:
     system, _ = fed
     assert system.procs["bridge"].poll() is None
+
+
+def test_a_feed_answering_badly_is_asked_again_at_the_backoffs_pace_while_ticks_flow(
+        tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    system = System.configure(tmp_path, redis_url, redis_prefix)
+    publisher = Publisher(system.env["FEED_PUB_ENDPOINT"], system.env["FEED_CONTROL_ENDPOINT"])
+    publisher.garbled = True
+    system.start("bridge")
+    try:
+        wait_for("the first instruments request", lambda: "instruments" in publisher.asked)
+        for seq in range(1, 301):  # 3 s of ticks: each could cut a retry's wait short
+            publisher.send("BTC-USD", [seq])
+            time.sleep(0.01)
+        # The backoff (0.1 s doubling to 2 s) allows about 6 requests in 3 s; waking at
+        # every tick would make about 30.
+        assert publisher.asked.count("instruments") <= 12, publisher.asked
+        assert system.procs["bridge"].poll() is None
+    finally:
+        system.kill_all()
+        publisher.close()
