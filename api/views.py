@@ -53,7 +53,7 @@ def tick_columns(ticks: wire.Ticks, instrument: Instrument) -> dict[str, list[An
         "timestamp_ms": np.floor_divide(ts_ns, 1_000_000).tolist(),
         "bid": np.round(bid, prices).tolist(),
         "ask": np.round(ask, prices).tolist(),
-        "mid": np.round((bid + ask) / 2.0, prices + 1).tolist(),
+        "mid": instrument.mids(bid, ask).tolist(),
         "last": np.round(ticks["last"], prices).tolist(),
         "bid_size": np.round(ticks["bid_size"], sizes).tolist(),
         "ask_size": np.round(ticks["ask_size"], sizes).tolist(),
@@ -74,7 +74,6 @@ def price_object(latest: LatestTick, instrument: Instrument, now_ns: int) -> dic
     """Return the current-price object of a symbol's latest tick, aged against `now_ns`."""
     tick = {name: column[0] for name, column in tick_columns(latest.record, instrument).items()}
     bid, ask, mid = tick["bid"], tick["ask"], tick["mid"]
-    spread = round(ask - bid, instrument.price_decimals)
     return {
         "symbol": instrument.symbol,
         "bid": bid,
@@ -84,8 +83,8 @@ def price_object(latest: LatestTick, instrument: Instrument, now_ns: int) -> dic
         "last_size": tick["last_size"],
         "bid_size": tick["bid_size"],
         "ask_size": tick["ask_size"],
-        "spread": spread,
-        "spread_bps": round(spread / mid * 10_000, 3) if mid > 0 else None,
+        "spread": round(ask - bid, instrument.price_decimals),
+        "spread_bps": instrument.spread_bps(bid, ask, mid),
         "volume": tick["volume"],
         "seq": tick["seq"],
         "session": latest.session,

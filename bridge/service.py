@@ -25,6 +25,7 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -38,7 +39,7 @@ from marketdata import trades as mdtrades
 from marketdata.candles import Candle, Interval
 from marketdata.errors import InvalidParameter, InvalidSymbol, UnknownSymbol
 from marketdata.store import Store, StoreError, StoreUnavailable
-from marketdata.symbols import check_spelling
+from marketdata.symbols import Instrument, check_spelling
 
 log = logging.getLogger(__name__)
 
@@ -162,27 +163,25 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
         if latest is None:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, f"no tick of {symbol} yet")
         session, tick = latest
-        prices, _ = self._decimals(symbol)
+        instrument = self._instrument(symbol)
         bid, ask = float(tick["bid"][0]), float(tick["ask"][0])
-        mid = round((bid + ask) / 2, prices + 1)
-        spread = round(ask - bid, prices)
+        mid = float(_mids(instrument, tick)[0])
+        spread_bps = instrument.spread_bps(bid, ask, mid) if instrument else None
         ts_ns = int(tick["ts_ns"][0])
         return pb.GetPriceResponse(
             symbol=symbol, price=mid, timestamp=ts_ns // 1_000_000,
             source=self.source, bid=bid, ask=ask, last=float(tick["last"][0]),
             seq=int(tick["seq"][0]), ts_ns=ts_ns, session=session,
-            spread_bps=round(spread / mid * 1e4, 3) if mid > 0 else 0.0,
-            age_ms=round((self.clock() - ts_ns) / 1e6, 3),
+            spread_bps=spread_bps or 0.0, age_ms=round((self.clock() - ts_ns) / 1e6, 3),
         )
 
-    def _decimals(self, symbol: str) -> tuple[int, int]:
-        """(price, size) decimals of `symbol`, to round as the REST API does (a mid to one
-        more than its prices, since it can fall between two ticks)."""
+    def _instrument(self, symbol: str) -> Instrument | None:
+        """`symbol`'s instrument, to round as the REST API does; None if the instruments
+        changed under a call (its values then go out as sent)."""
         instruments = self.state.instruments
         if instruments is None or symbol not in instruments:
-            return UNROUNDED, UNROUNDED  # instruments changed under a stream: values as sent
-        instrument = instruments.resolve(symbol)
-        return instrument.price_decimals, instrument.size_decimals
+            return None
+        return instruments.resolve(symbol)
 
     async def ListSymbols(self, request: pb.ListSymbolsRequest,
                           context: grpc.aio.ServicerContext[Any, Any]) -> pb.ListSymbolsResponse:
@@ -281,13 +280,14 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
                        ) -> list[pb.PriceUpdate]:
         t = batch.ticks
         cols = {name: t[name].tolist() for name in wire.FIELDS}
-        prices, sizes = self._decimals(batch.symbol)
-        mid_decimals = prices + 1
+        instrument = self._instrument(batch.symbol)
+        mids = _mids(instrument, t).tolist()
+        mid_decimals = instrument.price_decimals + 1 if instrument else UNROUNDED
+        sizes = instrument.size_decimals if instrument else UNROUNDED
         updates = []
         prev = previous.get(batch.symbol)
         for i in range(len(t)):
-            bid, ask = cols["bid"][i], cols["ask"][i]
-            price = round((bid + ask) / 2, mid_decimals)
+            bid, ask, price = cols["bid"][i], cols["ask"][i], mids[i]
             change = None
             if prev is not None:
                 delta = round(price - prev, mid_decimals)
@@ -330,6 +330,13 @@ class MarketDataService(pb_grpc.MarketDataServiceServicer):
             if symbol not in symbols:
                 symbols.append(symbol)
         return symbols
+
+
+def _mids(instrument: Instrument | None, ticks: wire.Ticks) -> npt.NDArray[np.float64]:
+    """The ticks' mids, rounded as every API rounds them when the instrument is known."""
+    if instrument is None:
+        return np.asarray((ticks["bid"] + ticks["ask"]) / 2.0, dtype=np.float64)
+    return instrument.mids(ticks["bid"], ticks["ask"])
 
 
 async def _checked(context: grpc.aio.ServicerContext[Any, Any], check: Callable[[], T]) -> T:

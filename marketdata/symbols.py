@@ -12,6 +12,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from marketdata.errors import InvalidSymbol, UnknownSymbol
 
 _PART = re.compile(r"[A-Z0-9]{1,16}")  # used with fullmatch: no trailing newline slips through
@@ -96,6 +99,17 @@ class Instrument:
     def size_decimals(self) -> int:
         """Decimal places of the lot size."""
         return _decimals(self.lot_size)
+
+    def mids(self, bid: npt.NDArray[np.float64], ask: npt.NDArray[np.float64]
+             ) -> npt.NDArray[np.float64]:
+        """Mid prices, to one decimal more than the tick size (a mid can fall between two
+        ticks): the one rounding every API answers with."""
+        return np.round((bid + ask) / 2.0, self.price_decimals + 1)
+
+    def spread_bps(self, bid: float, ask: float, mid: float) -> float | None:
+        """(ask - bid) / mid in basis points, 3 decimals; None when the mid is not positive."""
+        spread = round(ask - bid, self.price_decimals)
+        return round(spread / mid * 10_000, 3) if mid > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
