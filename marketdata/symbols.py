@@ -19,7 +19,7 @@ from marketdata.errors import InvalidSymbol, UnknownSymbol
 
 _PART = re.compile(r"[A-Z0-9]{1,16}")  # used with fullmatch: no trailing newline slips through
 _SEPARATORS = re.compile(r"[-/_]")
-_ALNUM = re.compile(r"[A-Z0-9]+")
+_COMPACT = re.compile(r"[A-Z0-9]{1,32}")  # BASEQUOTE: two parts of at most 16 each
 MAX_SYMBOL_TEXT = 40
 
 # Quote currencies tried, longest first, when splitting an unknown compact spelling for a message.
@@ -49,7 +49,7 @@ def check_spelling(text: str) -> None:
     cleaned = _cleaned(text)
     if _SEPARATORS.search(cleaned):
         canonical(cleaned)
-    elif not _ALNUM.fullmatch(cleaned):
+    elif not _COMPACT.fullmatch(cleaned):
         raise _malformed(text)
 
 

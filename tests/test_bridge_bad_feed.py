@@ -19,7 +19,7 @@ import zmq
 from marketdata import wire
 from marketdata.layout import Keys
 from marketdata.symbols import Instrument
-from tests.system import System, wait_for
+from tests.system import System, running, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -77,31 +77,26 @@ class Publisher:
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory, redis_url: str
         ) -> Iterator[tuple[System, Publisher]]:
-    prefix = f"mds-test:bad-feed-{time.monotonic_ns()}:"
-    system = System.configure(tmp_path_factory.mktemp("bad-feed"), redis_url, prefix)
-    publisher = Publisher(system.env["FEED_PUB_ENDPOINT"], system.env["FEED_CONTROL_ENDPOINT"])
-    system.start("bridge")
-    try:
-        system.wait_grpc_serving()
-        # The SUB socket joins a moment after the bridge serves: send until a tick is stored.
-        client = redis.Redis.from_url(redis_url)
-        seq = iter(range(1, 1000))
+    with running(tmp_path_factory.mktemp("bad-feed"), redis_url, ()) as system:
+        publisher = Publisher(system.env["FEED_PUB_ENDPOINT"],
+                              system.env["FEED_CONTROL_ENDPOINT"])
+        try:
+            system.start("bridge")
+            system.wait_grpc_serving()
+            # The SUB socket joins a moment after the bridge serves: send until one is stored.
+            client = redis.Redis.from_url(redis_url)
+            seq = iter(range(1, 1000))
 
-        def joined() -> bool:
-            publisher.send("BTC-USD", [next(seq)])
-            return bool(client.xlen(Keys(prefix).ticks("BTC-USD")))
+            def joined() -> bool:
+                publisher.send("BTC-USD", [next(seq)])
+                return bool(client.xlen(Keys(system.env["REDIS_PREFIX"]).ticks("BTC-USD")))
 
-        wait_for("the bridge's subscription", joined)
-        client.close()
-        yield system, publisher
-    finally:
-        system.kill_all()
-        publisher.close()
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+            wait_for("the bridge's subscription", joined)
+            client.close()
+            yield system, publisher
+        finally:
+            system.kill_all()
+            publisher.close()
 
 
 def stored(system: System, client: redis.Redis, symbol: str) -> list[int]:

@@ -458,6 +458,7 @@ def test_a_bridge_started_without_the_feed_serves_history_from_redis(
             with pytest.raises(grpc.RpcError) as info:
                 stub.GetPrice(pb.GetPriceRequest(symbol="B..D"), timeout=5)
             assert grpc.StatusCode.INVALID_ARGUMENT == info.value.code()
+            time.sleep(2.5)  # two rounds of the feed watch: it must not call a dead feed alive
             health = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service="marketdata.MarketDataService"), timeout=5)
             assert health_pb2.HealthCheckResponse.NOT_SERVING == health.status
