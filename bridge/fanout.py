@@ -32,6 +32,7 @@ class Subscriber:
         self.max_ticks = max_ticks
         self._queue: deque[wire.TickBatch] = deque()
         self._ticks = 0
+        self._behind = False  # the queue held ticks when the feed's current drain began
         self._ready = asyncio.Event()
         self._closed = asyncio.Event()
         self._task: asyncio.Task[Any] | None = None
@@ -52,12 +53,13 @@ class Subscriber:
     def offer(self, batch: wire.TickBatch) -> bool:
         """Queue `batch`; return False (and close) when the queue would pass its limit.
 
-        An empty queue takes any batch: a drain of the feed can join more ticks than the limit
-        into one batch, and a client that has read everything is not behind.
+        A queue that was empty when the feed's current drain began (``mark``) takes all of the
+        drain's batches, however many ticks: one drain can bring more than the limit, and a
+        client that had read everything is not behind.
         """
         if self.closed is not None:
             return False
-        if self._ticks and self._ticks + len(batch) > self.max_ticks:
+        if self._behind and self._ticks + len(batch) > self.max_ticks:
             self.close("slow_consumer")
             if self._task is not None:
                 self._task.cancel()
@@ -66,6 +68,10 @@ class Subscriber:
         self._ticks += len(batch)
         self._ready.set()
         return True
+
+    def mark(self) -> None:
+        """Note, as a drain of the feed begins, whether this subscriber is behind."""
+        self._behind = self._ticks > 0
 
     def close(self, reason: str) -> None:
         """End the subscription; a waiting reader wakes up."""
@@ -183,6 +189,11 @@ class Hub:
     def remove(self, subscriber: Subscriber) -> None:
         """Stop delivering to `subscriber` (idempotent)."""
         self._subscribers.discard(subscriber)
+
+    def new_drain(self) -> None:
+        """Mark every subscriber before a drain's batches are published (Subscriber.offer)."""
+        for subscriber in self._subscribers:
+            subscriber.mark()
 
     def publish(self, batch: wire.TickBatch) -> list[Subscriber]:
         """Offer `batch` to every interested subscriber; return those disconnected as slow."""

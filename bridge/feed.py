@@ -118,7 +118,8 @@ class TickSubscription:
     """The SUB socket on feedsim's PUB endpoint, for ticks and order books.
 
     Every decoded tick batch goes to `on_batch` once the drain of the socket it came in ends,
-    joined with the same symbol's batches of that drain that follow on (``joined``). Book
+    joined with the same symbol's batches of that drain that follow on (``joined``), after one
+    call of `on_drain`. Book
     snapshots and diffs are applied to one OrderBook per symbol, and `on_book` gets the
     symbol's full book after each one that moved it. A diff that does not follow the book is
     reported to `on_book_gap(symbol, missed)`; the book then waits for a snapshot: the next
@@ -133,7 +134,8 @@ class TickSubscription:
                  on_batch: Callable[[wire.TickBatch], None],
                  on_book: Callable[[wire.BookSnapshot], None],
                  on_bad_message: Callable[[WireError], None], rcvhwm: int = 1_000_000, *,
-                 on_book_gap: Callable[[str, int], None] | None = None) -> None:
+                 on_book_gap: Callable[[str, int], None] | None = None,
+                 on_drain: Callable[[], None] | None = None) -> None:
         self.socket = context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.RCVHWM, rcvhwm)
@@ -143,6 +145,7 @@ class TickSubscription:
         self.on_book = on_book
         self.on_bad_message = on_bad_message
         self.on_book_gap = on_book_gap
+        self.on_drain = on_drain
         self.books: dict[str, OrderBook] = {}
         self._waiting: dict[str, int] = {}  # symbol -> diffs received without a book
         self._received: list[wire.TickBatch] = []  # tick batches of the current drain
@@ -162,6 +165,8 @@ class TickSubscription:
                     self._handle([f.buffer for f in frames])
             finally:
                 received, self._received = self._received, []
+                if received and self.on_drain is not None:
+                    self.on_drain()
                 for batch in joined(received):
                     self.on_batch(batch)
 

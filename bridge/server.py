@@ -137,7 +137,8 @@ class Bridge:
         self.subscription = TickSubscription(self.context, config.feed_pub_endpoint,
                                              self._on_batch, self._on_book,
                                              self._on_bad_message,
-                                             on_book_gap=self._on_book_gap)
+                                             on_book_gap=self._on_book_gap,
+                                             on_drain=self.hub.new_drain)
         # The RPCs that read Redis reuse the API's synchronous reader (one implementation of the
         # layout) on a few threads of their own, with their own client: never on the loop.
         self.store = RedisStore(redis.Redis.from_url(config.redis_url, socket_timeout=2.0,

@@ -120,6 +120,7 @@ def test_a_slow_subscriber_is_disconnected_without_affecting_others() -> None:
         hub.add(healthy)
         dropped = []
         for i in range(20):
+            hub.new_drain()  # one batch a drain, as the bridge's subscription delivers them
             dropped += hub.publish(batch("A", [i + 1]))
             if i % 5 == 0:
                 await healthy.next()
@@ -132,15 +133,20 @@ def test_a_slow_subscriber_is_disconnected_without_affecting_others() -> None:
     asyncio.run(scenario())
 
 
-def test_a_batch_larger_than_the_limit_reaches_a_subscriber_that_has_kept_up() -> None:
-    # One drain of the feed can join more ticks than STREAM_QUEUE_TICKS into a batch.
+def test_a_drain_larger_than_the_limit_reaches_a_subscriber_that_has_kept_up() -> None:
+    # One drain of the feed can bring more than STREAM_QUEUE_TICKS, in one symbol's batch
+    # (joined messages) or spread over several symbols' batches.
     async def scenario() -> None:
         hub = Hub()
         subscriber = Subscriber(None, 10)
         hub.add(subscriber)
+        hub.new_drain()
         assert [] == hub.publish(batch("A", list(range(1, 26))))
-        assert 25 == len((await subscriber.next())[0])
+        assert [] == hub.publish(batch("B", list(range(1, 9))))
+        assert 2 == len(await subscriber.next())
+        hub.new_drain()
         assert [] == hub.publish(batch("A", list(range(26, 51))))
+        hub.new_drain()
         assert [subscriber] == hub.publish(batch("A", [51]))  # 25 unread: now it is behind
 
     asyncio.run(scenario())
