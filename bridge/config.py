@@ -37,6 +37,8 @@ class BridgeConfig:
     candle_retention: tuple[tuple[str, int], ...]
     """(interval, seconds) for every interval: how long candles are kept, by open time."""
     shutdown_grace_s: float
+    max_tick_ahead_s: float
+    """Ticks stamped further ahead of this host's clock are dropped as bad messages."""
     metrics_port: int
     log_level: str
     service_name: str
@@ -64,6 +66,7 @@ class BridgeConfig:
                                       maximum=1_000_000),
             candle_retention=tuple(candle_retention(env).items()),
             shutdown_grace_s=env_float(env, "SHUTDOWN_GRACE_S", 2.0, minimum=0.0),
+            max_tick_ahead_s=env_float(env, "BRIDGE_MAX_TICK_AHEAD_S", 60.0, minimum=0.0),
             metrics_port=env_int(env, "BRIDGE_METRICS_PORT", 9102, minimum=0, maximum=65535),
             log_level=env_log_level(env),
             service_name=service,

@@ -53,9 +53,6 @@ INSTRUMENTS_REWRITE_S = 5.0
 # control socket; no answer within the same time turns the service NOT_SERVING until it is back.
 FEED_CHECK_S = 1.0
 RETRY_MIN_S = 0.1  # the shortest pause between two attempts to fetch the instruments
-# Ticks stamped further ahead of this host's clock are dropped as bad messages: one would file
-# every later history entry under its time and trim the real ones away as too old.
-MAX_TICK_AHEAD_S = 60.0
 BAD_REASONS = ("undecodable", "unknown_symbol", "future_timestamp")
 STORE_READERS = 2
 """Threads reading Redis for the history, candle and trade RPCs (bounds their share of the CPU)."""
@@ -304,8 +301,9 @@ class Bridge:
 
         A symbol missing from the instruments of the batch's own session is junk (a new
         session's symbols are fetched, and its ticks kept, as a restart's are). Ticks stamped
-        more than MAX_TICK_AHEAD_S ahead are dropped one by one: a batch can be a drain's join
-        of several messages, the others good.
+        more than BRIDGE_MAX_TICK_AHEAD_S ahead are dropped one by one (a batch can be a drain's
+        join of several messages, the others good): one would file every later history entry
+        under its time and trim the real ones away as too old.
         """
         instruments = self.state.instruments
         if (instruments is not None and batch.session == self.state.instruments_session
@@ -314,12 +312,13 @@ class Bridge:
                                            f"{batch.session}")
             return None
         ts_ns = batch.ticks["ts_ns"]
-        limit_ns = time.time_ns() + int(MAX_TICK_AHEAD_S * 1e9)
+        limit_ns = time.time_ns() + int(self.config.max_tick_ahead_s * 1e9)
         if len(ts_ns) and int(ts_ns.max()) > limit_ns:
             ahead = ts_ns > limit_ns
             self._reject("future_timestamp", f"{int(ahead.sum())} {batch.symbol} tick(s) stamped "
-                                             f"more than {MAX_TICK_AHEAD_S:.0f} s ahead of this "
-                                             "host's clock")
+                                             f"more than {self.config.max_tick_ahead_s:g} s "
+                                             "ahead of this host's clock "
+                                             "(BRIDGE_MAX_TICK_AHEAD_S)")
             if ahead.all():
                 return None
             return wire.TickBatch(batch.symbol, batch.session, batch.ticks[~ahead])

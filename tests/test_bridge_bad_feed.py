@@ -16,7 +16,9 @@ import pytest
 import redis
 import zmq
 
+from bridge.config import BridgeConfig
 from marketdata import wire
+from marketdata.errors import ConfigError
 from marketdata.layout import Keys
 from marketdata.symbols import Instrument
 from tests.system import System, running, wait_for
@@ -176,3 +178,15 @@ def test_a_feed_answering_badly_is_asked_again_at_the_backoffs_pace_while_ticks_
     finally:
         system.kill_all()
         publisher.close()
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 60.0), ("3600", 3600.0), ("0", 0.0)])
+def test_the_future_limit_is_configurable(value: str | None, expected: float) -> None:
+    env = {} if value is None else {"BRIDGE_MAX_TICK_AHEAD_S": value}
+    assert expected == BridgeConfig.from_env(env).max_tick_ahead_s
+
+
+@pytest.mark.parametrize("value", ["-1", "an hour", "nan"])
+def test_a_bad_future_limit_is_refused_by_name(value: str) -> None:
+    with pytest.raises(ConfigError, match="BRIDGE_MAX_TICK_AHEAD_S"):
+        BridgeConfig.from_env({"BRIDGE_MAX_TICK_AHEAD_S": value})
