@@ -420,7 +420,8 @@ def test_health_follows_the_feed_and_a_restart_counts_once(
                 request = health_pb2.HealthCheckRequest(service="marketdata.MarketDataService")
                 return int(health.Check(request, timeout=5).status)
 
-            session = stub.GetPrice(pb.GetPriceRequest(symbol="BTC-USD"), timeout=5).session
+            session = wait_for("the first BTC-USD tick", lambda: stub.GetPrice(
+                pb.GetPriceRequest(symbol="BTC-USD"), timeout=5)).session
             assert 0 == system.stop("feedsim")
             wait_for("NOT_SERVING without the feed",
                      lambda: status() == health_pb2.HealthCheckResponse.NOT_SERVING)
