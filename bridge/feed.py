@@ -120,9 +120,9 @@ class TickSubscription:
     Every decoded tick batch goes to `on_batch` once the drain of the socket it came in ends,
     joined with the same symbol's batches of that drain that follow on (``joined``), after one
     call of `on_drain`. Book snapshots and diffs are applied to one OrderBook per symbol, and
-    `on_book` gets the symbol's full book after each one that moved it. A diff that does not follow the book is
-    reported to `on_book_gap(symbol, missed)`; the book then waits for a snapshot: the next
-    periodic one, or one given to `apply_snapshot`.
+    `on_book` gets the symbol's full book after each one that moved it. A diff that does not
+    follow the book is reported to `on_book_gap(symbol, missed)`; the book then waits for a
+    snapshot: the next periodic one, or one given to `apply_snapshot`.
     Diffs that keep arriving before the first snapshot (after WAITING_BEFORE_RESYNC of them)
     are reported as a gap of 0 updates, so the caller fetches a snapshot then too.
     """
