@@ -70,6 +70,8 @@ class FeedConfig:
     instance_name: str
     replay_speed: float = 1.0
     """Replayed seconds per wall second (MAX_SPEED: as fast as possible); used in a replay."""
+    start_wait_s: float = 0.0
+    """How long a live feed waits for its first subscriber before its first tick."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> FeedConfig:
@@ -100,6 +102,7 @@ class FeedConfig:
             service_name=service,
             instance_name=env_str(env, "SERVICE_INSTANCE_NAME", f"{service}-1"),
             replay_speed=replay_speed(env),
+            start_wait_s=env_float(env, "FEED_START_WAIT_S", 2.0, minimum=0.0, maximum=3600.0),
         )
 
     @property

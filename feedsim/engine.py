@@ -214,6 +214,13 @@ class Feed:
             self.symbols[name] = SymbolFeed(s, seed, source, schedule, variance, ahead_s,
                                             book_levels, book_interval_s)
 
+    def start_live(self, now_ns: int) -> None:
+        """Make the simulated symbols' first ticks due from `now_ns` (values are unaffected):
+        a feed that waited for its first subscriber starts then, without a backlog."""
+        for feed in self.symbols.values():
+            if isinstance(feed.schedule, LiveSchedule):
+                feed.reanchor(now_ns)
+
     @property
     def instruments(self) -> list[Instrument]:
         """Published instruments in publication order."""

@@ -9,7 +9,8 @@ as a gap in seq. A replay at speed max is the exception: it sets XPUB_NODROP, so
 refuses the frame and feedsim waits and sends it again: the replay runs as fast as its slowest
 subscriber reads, and loses nothing (and pauses while nobody subscribes). A replay at any speed
 starts its clock at the first subscription, so a subscriber started after feedsim (the bridge,
-under supervisord) sees it from its first bar.
+under supervisord) sees it from its first bar. A live feed waits for its first subscriber too,
+but at most FEED_START_WAIT_S: then it starts whoever listens.
 
 Books go out as diffs after the ticks they belong to (one per book update), with a full snapshot
 every FEED_BOOK_SNAPSHOT_EVERY updates and to every late joiner whose subscription covers the
@@ -116,6 +117,7 @@ class FeedServer:
         self.poller.register(self.pub, zmq.POLLIN)
         self.poller.register(self.control, zmq.POLLIN)
         self._running = False
+        self._subscribed = False  # anyone subscribed yet
         self._replay_announced = False
         self._unsent: deque[FeedMessage] = deque()  # what a full queue refused (lossless)
         self._subscriptions: collections.Counter[bytes] = collections.Counter()  # live (replay)
@@ -135,6 +137,8 @@ class FeedServer:
     def run(self) -> None:
         """Serve until stop() is called (by a signal handler or another thread)."""
         self._running = True
+        if not self.feed.replaying and self.config.start_wait_s > 0:
+            self._await_first_subscriber(self.config.start_wait_s)
         min_interval = self.config.min_batch_interval_s
         max_lag_ns = int(self.config.max_lag_s * 1e9)
         last_step = 0.0
@@ -169,6 +173,20 @@ class FeedServer:
                 log.warning("schedule reset after a stall", extra={"symbol": symbol})
             if self.feed.replaying:
                 self._track_replay(result.batches)
+
+    def _await_first_subscriber(self, wait_s: float) -> None:
+        """Hold the first tick until someone subscribes, at most `wait_s`, answering control
+        requests meanwhile. A subscriber started with feedsim, or reconnecting after it
+        restarts (ZeroMQ retries every 100 ms), then sees the session from seq 1."""
+        deadline = time.monotonic() + wait_s
+        while self._running and not self._subscribed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._serve_sockets(min(left, MAX_IDLE_WAIT_S))
+        self.feed.start_live(self.clock())
+        log.info("first tick", extra={"after": "first subscriber" if self._subscribed
+                                      else f"{wait_s:g} s without a subscriber"})
 
     def _follow_subscription(self, subscribe: bool, prefix: bytes) -> None:
         """Count live subscriptions (XPUB_VERBOSER); the first one starts a held replay."""
@@ -303,6 +321,7 @@ class FeedServer:
                 self._follow_subscription(message[0] == 1, prefix)
             if message[0] != 1:
                 continue  # an unsubscribe
+            self._subscribed = True
             for symbol in self.feed.symbols:
                 last = self.feed.last(symbol)
                 # While a lossless replay holds refused ticks, the last tick made is among

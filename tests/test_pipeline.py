@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import orjson
 import pytest
 import redis
 import zmq
@@ -235,7 +236,8 @@ def test_metrics_endpoints_count_the_feed(feed_and_bridge: System) -> None:
 def test_late_joining_zmq_subscriber_gets_the_last_value_at_once(
         tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
     """With a tick every 20 s, a new subscriber still gets the current state immediately."""
-    system = System.configure(tmp_path, redis_url, redis_prefix, FEED_TICK_RATE="0.05")
+    system = System.configure(tmp_path, redis_url, redis_prefix, FEED_TICK_RATE="0.05",
+                              FEED_START_WAIT_S="0")  # ticks from the start, without anyone
     system.start("feedsim")
     context = zmq.Context.instance()
     sub = context.socket(zmq.SUB)
@@ -398,7 +400,7 @@ def test_a_flood_of_control_requests_does_not_stop_the_ticks(
 
 
 def test_health_follows_the_feed_and_a_restart_counts_once(
-        tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+        tmp_path: Path, redis_url: str, redis_prefix: str, redis_client: redis.Redis) -> None:
     system = System.configure(tmp_path, redis_url, redis_prefix)
     system.start("feedsim", "bridge")
     metrics_url = f"http://127.0.0.1:{system.env['BRIDGE_METRICS_PORT']}/metrics"
@@ -434,6 +436,15 @@ def test_health_follows_the_feed_and_a_restart_counts_once(
                 stub.GetPrice(pb.GetPriceRequest(symbol=s), timeout=5).session != session
                 for s in DEFAULT_SYMBOLS))
         assert 1.0 == restarts()  # one feedsim restart, five symbols
+
+        def new_session_seqs() -> list[int] | None:
+            rows = redis_client.xrange(f"{redis_prefix}ticks:BTC-USD")
+            bodies = [wire.decode_body(fields[b"d"]) for _, fields in rows]
+            seqs = [int(q) for s, ticks in bodies if s != session for q in ticks["seq"]]
+            return seqs if len(seqs) >= 3 else None
+
+        # feedsim waited for the bridge to reconnect: history has the new session from seq 1
+        assert [1, 2, 3] == wait_for("the new session in history", new_session_seqs)[:3]
     finally:
         system.kill_all()
 
@@ -465,3 +476,40 @@ def test_a_bridge_started_without_the_feed_serves_history_from_redis(
             assert health_pb2.HealthCheckResponse.NOT_SERVING == health.status
     finally:
         system.kill_all()
+
+
+def test_a_subscriber_started_with_feedsim_sees_the_session_from_seq_1(
+        tmp_path: Path, redis_url: str) -> None:
+    with running(tmp_path, redis_url, ("feedsim",)) as system, zmq.Context() as context, \
+            context.socket(zmq.SUB) as sub, context.socket(zmq.REQ) as control:
+        control.setsockopt(zmq.LINGER, 0)
+        control.setsockopt(zmq.RCVTIMEO, 30_000)  # feedsim may still be importing
+        control.connect(system.env["FEED_CONTROL_ENDPOINT"])
+        control.send(b'{"cmd": "ping"}')
+        assert orjson.loads(control.recv())["ok"]  # feedsim is up and its clock runs
+        time.sleep(0.5)  # 5 ticks' time at the default rate, had feedsim not waited
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, wire.topic("BTC-USD"))
+        sub.connect(system.env["FEED_PUB_ENDPOINT"])
+        assert sub.poll(10_000), "no tick"
+        first = wire.decode(sub.recv_multipart()).ticks
+        assert 1 == int(first["seq"][0]) and not first["flags"][0] & wire.FLAG_SNAPSHOT
+    assert any(line["event"] == "first tick" and line["after"] == "first subscriber"
+               for line in system.logs("feedsim"))
+
+
+def test_a_feed_nobody_subscribes_to_starts_after_its_wait(tmp_path: Path, redis_url: str
+                                                           ) -> None:
+    with running(tmp_path, redis_url, ("feedsim",), FEED_START_WAIT_S="0.3") as system, \
+            zmq.Context() as context, context.socket(zmq.REQ) as control:
+        control.setsockopt(zmq.LINGER, 0)
+        control.setsockopt(zmq.RCVTIMEO, 30_000)  # feedsim may still be importing
+        control.connect(system.env["FEED_CONTROL_ENDPOINT"])
+
+        def ticked() -> bool:
+            control.send(b'{"cmd": "snapshot"}')
+            return orjson.loads(control.recv())["last"]["BTC-USD"] is not None
+
+        wait_for("feedsim's first tick with nobody subscribed", ticked)
+    assert any(line["event"] == "first tick" and line["after"] == "0.3 s without a subscriber"
+               for line in system.logs("feedsim"))
