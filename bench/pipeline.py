@@ -1331,8 +1331,10 @@ def bench_history(plan: Plan, report: Report, prefixes: list[str]) -> None:
                 f"written counter {r['written_total']:,.0f} = received "
                 f"{r['received_total']:,.0f}: missing seq {r['redis_missing']}, out of order "
                 f"{sum(v['out_of_order_or_repeated'] for v in r['redis'].values())}; first "
-                f"stored seq {firsts} (ticks before it were sent before the bridge's SUB had "
-                f"joined); ticks feedsim made but nobody stored at its stop: "
+                f"stored seq {firsts}"
+                + ("" if set(firsts.values()) <= {1} else
+                   " (ticks before it were sent before the bridge's SUB had joined)")
+                + "; ticks feedsim made but nobody stored at its stop: "
                 f"{r['feedsim_unstored_tail']}")
         else:
             ok = None
