@@ -158,7 +158,8 @@ class Bridge:
         self.grpc_port = 0
         self._instruments_wanted = asyncio.Event()
         self._feed_back = asyncio.Event()  # ticks came after a second or more of silence
-        self._last_batch_at = -FEED_CHECK_S  # loop time of the latest tick batch
+        self._last_batch_at = -FEED_CHECK_S  # time.monotonic() of the latest tick batch
+        self._max_ahead_ns = int(config.max_tick_ahead_s * 1e9)  # per batch: computed once
         self._feed_alive = False
         self._serving = False  # what health says
         self._counted_session = 0  # the latest feed session counted in bridge_feed_restarts
@@ -312,7 +313,7 @@ class Bridge:
                                            f"{batch.session}")
             return None
         ts_ns = batch.ticks["ts_ns"]
-        limit_ns = time.time_ns() + int(self.config.max_tick_ahead_s * 1e9)
+        limit_ns = time.time_ns() + self._max_ahead_ns
         if len(ts_ns) and int(ts_ns.max()) > limit_ns:
             ahead = ts_ns > limit_ns
             self._reject("future_timestamp", f"{int(ahead.sum())} {batch.symbol} tick(s) stamped "
