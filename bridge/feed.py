@@ -125,17 +125,24 @@ class TickSubscription:
     snapshot: the next periodic one, or one given to `apply_snapshot`.
     Diffs that keep arriving before the first snapshot (after WAITING_BEFORE_RESYNC of them)
     are reported as a gap of 0 updates, so the caller fetches a snapshot then too.
+
+    The socket is a plain one read from the event loop's reader callback, not a zmq.asyncio
+    socket: that one resolves a future per message and hands it to the task one loop pass
+    later, where other callbacks (a history flush) could run first. On the loop's reader a
+    message is handled in the pass that sees it; in a bare relay at 10k ticks/s that took the
+    generation -> gRPC receipt p50 from 0.88-0.93 ms to 0.76-0.79 ms.
     """
 
     WAITING_BEFORE_RESYNC = 50
+    DRAIN_MAX = 1000  # messages handled in one callback; the rest in the next loop pass
 
-    def __init__(self, context: zmq.asyncio.Context, endpoint: str,
+    def __init__(self, context: zmq.Context[Any], endpoint: str,
                  on_batch: Callable[[wire.TickBatch], None],
                  on_book: Callable[[wire.BookSnapshot], None],
                  on_bad_message: Callable[[WireError], None], rcvhwm: int = 1_000_000, *,
                  on_book_gap: Callable[[str, int], None] | None = None,
                  on_drain: Callable[[], None] | None = None) -> None:
-        self.socket = context.socket(zmq.SUB)
+        self.socket: zmq.Socket[bytes] = zmq.Socket(context, zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.RCVHWM, rcvhwm)
         self.socket.setsockopt(zmq.SUBSCRIBE, b"")
@@ -148,26 +155,51 @@ class TickSubscription:
         self.books: dict[str, OrderBook] = {}
         self._waiting: dict[str, int] = {}  # symbol -> diffs received without a book
         self._received: list[wire.TickBatch] = []  # tick batches of the current drain
+        self._loop: asyncio.AbstractEventLoop | None = None  # while run() reads
+        self._failed: asyncio.Future[None] | None = None  # what a drain raised, for run()
 
     async def run(self) -> None:
-        """Receive until cancelled. A malformed message is reported and skipped."""
-        while True:
-            frames = await self.socket.recv_multipart(copy=False)
+        """Receive until cancelled. A malformed message is reported and skipped; an exception
+        from a callback ends the run with it."""
+        loop = self._loop = asyncio.get_running_loop()
+        self._failed = loop.create_future()
+        fd = self.socket.fileno()
+        loop.add_reader(fd, self._drain)
+        try:
+            # ZMQ_FD signals new messages only once what is queued has been read: read now
+            # what came before the reader was added.
+            self._drain()
+            await self._failed
+        finally:
+            self._stop_reading()
+
+    def _drain(self) -> None:
+        """Handle what is queued (at most DRAIN_MAX messages), then pass on the tick batches."""
+        if self._failed is None or self._failed.done() or self.socket.closed:
+            return
+        try:
             try:
-                self._handle([f.buffer for f in frames])
-                # Drain what is already queued without going back to the event loop each time.
-                for _ in range(1000):
+                for _ in range(self.DRAIN_MAX):
                     try:
-                        frames = await self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                        frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
                     self._handle([f.buffer for f in frames])
+                else:  # more may be queued, and ZMQ_FD will not say so again
+                    asyncio.get_running_loop().call_soon(self._drain)
             finally:
                 received, self._received = self._received, []
                 if received and self.on_drain is not None:
                     self.on_drain()
                 for batch in joined(received):
                     self.on_batch(batch)
+        except Exception as exc:  # a bug downstream: run() ends with it, the bridge stops
+            self._failed.set_exception(exc)
+
+    def _stop_reading(self) -> None:
+        if self._loop is not None and not self.socket.closed:
+            self._loop.remove_reader(self.socket.fileno())
+        self._loop = None
 
     def apply_snapshot(self, snapshot: wire.BookSnapshot) -> bool:
         """Apply a snapshot fetched elsewhere (the control socket); return whether it was used."""
@@ -206,5 +238,6 @@ class TickSubscription:
         return False
 
     def close(self) -> None:
-        """Close the socket."""
+        """Stop reading and close the socket."""
+        self._stop_reading()
         self.socket.close(linger=0)

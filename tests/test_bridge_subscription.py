@@ -1,0 +1,182 @@
+"""The bridge's SUB socket on the event loop's reader, against a real ZeroMQ PUB socket."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+import zmq
+import zmq.asyncio
+
+from bridge.feed import TickSubscription
+from marketdata import wire
+from marketdata.errors import WireError
+from tests.conftest import free_port
+
+SESSION = 1_700_000_000_000_000_000
+
+
+def message(seq: int, symbol: str = "BTC-USD") -> list[bytes]:
+    """One tick of `symbol` with `seq`, as feedsim frames it."""
+    ticks = wire.empty_ticks(1)
+    ticks["seq"] = seq
+    ticks["ts_ns"] = SESSION + seq
+    ticks["bid"], ticks["ask"], ticks["last"] = 100.0, 100.5, 100.25
+    return [bytes(f) for f in wire.encode(wire.TickBatch(symbol, SESSION, ticks))]
+
+
+@pytest.fixture
+def pub() -> Iterator[tuple[zmq.Socket[bytes], str]]:
+    context = zmq.Context()
+    socket = context.socket(zmq.PUB)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.SNDHWM, 0)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    socket.bind(endpoint)
+    yield socket, endpoint
+    socket.close()
+    context.term()
+
+
+class Seen:
+    """What the subscription passed on."""
+
+    def __init__(self) -> None:
+        self.seqs: list[int] = []  # every seq but the probes' 0
+        self.probes = 0
+        self.drains = 0
+        self.bad: list[WireError] = []
+
+    def batch(self, batch: wire.TickBatch) -> None:
+        self.probes += int((batch.ticks["seq"] == 0).sum())
+        self.seqs.extend(int(s) for s in batch.ticks["seq"] if s)
+
+    def drain(self) -> None:
+        self.drains += 1
+
+
+def subscription(context: zmq.asyncio.Context, endpoint: str, seen: Seen,
+                 on_batch: object = None) -> TickSubscription:
+    return TickSubscription(context, endpoint, on_batch or seen.batch,  # type: ignore[arg-type]
+                            lambda book: None, seen.bad.append, on_drain=seen.drain)
+
+
+async def until(check: object, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def joined_by(pub: zmq.Socket[bytes], seen: Seen) -> None:
+    """Publish probes (seq 0, not counted as ticks) until one arrives: the SUB has joined."""
+    while not seen.probes:
+        pub.send_multipart(message(0))
+        await asyncio.sleep(0.02)
+
+
+def test_a_backlog_beyond_one_drain_arrives_whole_and_in_order_then_live_ticks_follow(
+        pub: tuple[zmq.Socket[bytes], str]) -> None:
+    socket, endpoint = pub
+    backlog = 3 * TickSubscription.DRAIN_MAX + 7
+
+    async def scenario() -> Seen:
+        context = zmq.asyncio.Context()
+        seen = Seen()
+        sub = subscription(context, endpoint, seen)
+        task = asyncio.create_task(sub.run())
+        try:
+            await joined_by(socket, seen)
+            # All of it queued at once: one callback may take DRAIN_MAX; the rest must follow
+            # without a new signal from the socket.
+            for seq in range(1, backlog + 1):
+                socket.send_multipart(message(seq))
+            await until(lambda: len(seen.seqs) == backlog)
+            socket.send_multipart(message(backlog + 1))  # and the reader still reads
+            await until(lambda: len(seen.seqs) == backlog + 1)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            sub.close()
+            context.term()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen.seqs == list(range(1, backlog + 2))
+    assert seen.drains >= 4
+    assert not seen.bad
+
+
+def test_a_malformed_message_is_reported_and_the_next_one_still_arrives(
+        pub: tuple[zmq.Socket[bytes], str]) -> None:
+    socket, endpoint = pub
+
+    async def scenario() -> Seen:
+        context = zmq.asyncio.Context()
+        seen = Seen()
+        sub = subscription(context, endpoint, seen)
+        task = asyncio.create_task(sub.run())
+        try:
+            await joined_by(socket, seen)
+            socket.send_multipart([b"BTC-USD:tick", b"\x00garbage"])
+            socket.send_multipart(message(5))
+            await until(lambda: 5 in seen.seqs)
+        finally:
+            task.cancel()
+            sub.close()
+            context.term()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert len(seen.bad) == 1
+
+
+def test_an_error_in_a_callback_ends_the_run_with_it(
+        pub: tuple[zmq.Socket[bytes], str]) -> None:
+    socket, endpoint = pub
+
+    def broken(batch: wire.TickBatch) -> None:
+        raise RuntimeError("downstream bug")
+
+    async def scenario() -> None:
+        context = zmq.asyncio.Context()
+        sub = subscription(context, endpoint, Seen(), broken)
+        task = asyncio.create_task(sub.run())
+        try:
+            deadline = time.monotonic() + 10
+            while not task.done():
+                assert time.monotonic() < deadline, "the run did not end"
+                socket.send_multipart(message(1))
+                await asyncio.sleep(0.02)
+            with pytest.raises(RuntimeError, match="downstream bug"):
+                task.result()
+        finally:
+            sub.close()
+            context.term()
+
+    asyncio.run(scenario())
+
+
+def test_closing_while_running_stops_reading_without_error(
+        pub: tuple[zmq.Socket[bytes], str]) -> None:
+    socket, endpoint = pub
+
+    async def scenario() -> None:
+        context = zmq.asyncio.Context()
+        seen = Seen()
+        sub = subscription(context, endpoint, seen)
+        task = asyncio.create_task(sub.run())
+        await joined_by(socket, seen)
+        # The bridge's stop(): cancel the task, close the socket at once, then wait.
+        task.cancel()
+        sub.close()
+        socket.send_multipart(message(9))
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.sleep(0.05)  # a reader left registered on the closed socket would fire
+        assert task.cancelled()
+        context.term()
+
+    asyncio.run(scenario())
