@@ -299,13 +299,21 @@ class HistoryWriter:
         keeps one flush from holding the event loop (and Redis) for long after a backlog; run()
         flushes again at once while anything is pending. On failure nothing is lost: the batches
         go back to the front of the queue, and each companion's data back to its own.
+
+        The loop runs other callbacks between a flush's parts (each companion's take, which
+        folds candles; the ticks' commands; each companion's commands), so a tick that arrives
+        mid-flush waits for one part, not the whole flush.
         """
         taken = self._take(FLUSH_MAX_TICKS) if self._pending_ticks else {}
-        extras = [(c, c.take(force=all_candles)) for c in self.companions]
-        extras = [(c, data) for c, data in extras if len(data)]
-        if not taken and not extras:
-            return 0
+        extras: list[tuple[Companion, Any]] = []
         try:
+            for companion in self.companions:
+                data = companion.take(force=all_candles)
+                if len(data):
+                    extras.append((companion, data))
+                    await asyncio.sleep(0)  # after a fold: ticks that came meanwhile go first
+            if not taken and not extras:
+                return 0
             written, errors = await self._write(taken, extras)
         except BaseException:
             # Part of the pipeline may have been applied (a timeout says nothing about what
@@ -382,12 +390,14 @@ class HistoryWriter:
                 written += len(ticks)
         spans: list[tuple[int, int]] = []
         commands = entries
+        await asyncio.sleep(0)  # see flush()
         for i, (companion, data) in enumerate(extras):
             fresh = await companion.prepare(self.client, data)
             extras[i] = (companion, fresh)  # what flush() notes as written or puts back
             added = companion.queue_write(pipe, fresh) if len(fresh) else 0
             spans.append((commands, commands + added))
             commands += added
+            await asyncio.sleep(0)
         results = await pipe.execute(raise_on_error=False)
         errors = [r for r in results[:entries] if isinstance(r, Exception)]
         if errors:

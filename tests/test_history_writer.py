@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import numpy as np
 import redis
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
+from bridge.candles import CandleMetrics, CandleWriter
 from bridge.history import Cadence, HistoryMetrics, HistoryWriter
 from marketdata import wire
 from marketdata.layout import Keys, parse_id
@@ -262,3 +264,42 @@ def test_cadences_with_different_phases_never_share_a_flush() -> None:
         assert gaps.min() >= 0.04 - 1e-9  # never sooner than 0.8 of the interval
         assert np.median(gaps) < 0.056  # and about every interval
         assert len(times) >= 170
+
+
+def test_a_callback_ready_when_a_flush_starts_runs_before_its_write(
+        redis_url: str, redis_prefix: str, redis_client: redis.Redis) -> None:
+    """A flush lets the loop run between its parts (the candles' fold, the commands), so a tick
+    that arrives mid-flush is handled then, not after the whole flush."""
+    order: list[str] = []
+
+    async def scenario() -> None:
+        candles = CandleWriter(Keys(redis_prefix), CandleMetrics(CollectorRegistry()))
+        w, client = writer(redis_url, redis_prefix, candles=candles)
+        first = batch("BTC-USD", 1, 3, t0_ms=1_000)
+        w.add(first)
+        candles.add(first)
+        await w.flush()  # reads the stream's end and the server's version: none of that now
+        pipeline = client.pipeline
+
+        def spied(*args: Any, **kwargs: Any) -> Any:
+            pipe = pipeline(*args, **kwargs)
+            execute = pipe.execute
+
+            async def recorded(*a: Any, **k: Any) -> Any:
+                order.append("write")
+                return await execute(*a, **k)
+
+            pipe.execute = recorded  # type: ignore[method-assign]
+            return pipe
+
+        client.pipeline = spied  # type: ignore[method-assign]
+        second = batch("BTC-USD", 4, 500, t0_ms=2_000)
+        w.add(second)
+        candles.add(second)
+        asyncio.get_running_loop().call_soon(order.append, "tick")
+        assert 500 == await w.flush()
+        await client.aclose()
+
+    asyncio.run(scenario())
+    assert ["tick", "write"] == order
+    assert 503 == len(stored(redis_client, f"{redis_prefix}ticks:BTC-USD")[1])
