@@ -135,6 +135,7 @@ class TickSubscription:
 
     WAITING_BEFORE_RESYNC = 50
     DRAIN_MAX = 1000  # messages handled in one callback; the rest in the next loop pass
+    DRAIN_MAX_TICKS = 20_000  # or ticks: a feed at 2x1M/s sends ~1,000 in a message
 
     def __init__(self, context: zmq.Context[Any], endpoint: str,
                  on_batch: Callable[[wire.TickBatch], None],
@@ -174,17 +175,22 @@ class TickSubscription:
             self._stop_reading()
 
     def _drain(self) -> None:
-        """Handle what is queued (at most DRAIN_MAX messages), then pass on the tick batches."""
+        """Handle what is queued (at most DRAIN_MAX messages or about DRAIN_MAX_TICKS ticks, so
+        that a backlog does not hold the loop), then pass on the tick batches."""
         if self._failed is None or self._failed.done() or self.socket.closed:
             return
         try:
             try:
+                ticks = 0
                 for _ in range(self.DRAIN_MAX):
                     try:
                         frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
-                    self._handle([f.buffer for f in frames])
+                    ticks += self._handle([f.buffer for f in frames])
+                    if ticks >= self.DRAIN_MAX_TICKS:
+                        asyncio.get_running_loop().call_soon(self._drain)
+                        break
                 else:  # more may be queued, and ZMQ_FD will not say so again
                     asyncio.get_running_loop().call_soon(self._drain)
             finally:
@@ -205,18 +211,20 @@ class TickSubscription:
         """Apply a snapshot fetched elsewhere (the control socket); return whether it was used."""
         return self._apply_book(snapshot)
 
-    def _handle(self, frames: list[memoryview]) -> None:
+    def _handle(self, frames: list[memoryview]) -> int:
+        """Decode and take one message; return how many ticks it held."""
         try:
             message = wire.decode_message(frames)
         except WireError as exc:
             self.on_bad_message(exc)
-            return
+            return 0
         if message is None:
-            return  # a kind this bridge does not know (a newer feedsim's): skipped
+            return 0  # a kind this bridge does not know (a newer feedsim's): skipped
         if isinstance(message, wire.TickBatch):
             self._received.append(message)  # for on_batch, at the end of the drain
-        else:
-            self._apply_book(message)
+            return len(message)
+        self._apply_book(message)
+        return 0
 
     def _apply_book(self, message: wire.BookSnapshot | wire.BookDiff) -> bool:
         book = self.books.get(message.symbol)

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import zmq
 import zmq.asyncio
@@ -18,11 +19,11 @@ from tests.conftest import free_port
 SESSION = 1_700_000_000_000_000_000
 
 
-def message(seq: int, symbol: str = "BTC-USD") -> list[bytes]:
-    """One tick of `symbol` with `seq`, as feedsim frames it."""
-    ticks = wire.empty_ticks(1)
-    ticks["seq"] = seq
-    ticks["ts_ns"] = SESSION + seq
+def message(seq: int, symbol: str = "BTC-USD", n: int = 1) -> list[bytes]:
+    """`n` ticks of `symbol` from `seq` on, as feedsim frames them."""
+    ticks = wire.empty_ticks(n)
+    ticks["seq"] = np.arange(seq, seq + n)
+    ticks["ts_ns"] = SESSION + ticks["seq"]
     ticks["bid"], ticks["ask"], ticks["last"] = 100.0, 100.5, 100.25
     return [bytes(f) for f in wire.encode(wire.TickBatch(symbol, SESSION, ticks))]
 
@@ -108,6 +109,37 @@ def test_a_backlog_beyond_one_drain_arrives_whole_and_in_order_then_live_ticks_f
     assert seen.seqs == list(range(1, backlog + 2))
     assert seen.drains >= 4
     assert not seen.bad
+
+
+def test_a_backlog_of_large_messages_is_handed_on_in_parts(
+        pub: tuple[zmq.Socket[bytes], str]) -> None:
+    """A feed at full speed sends ~1,000 ticks a message: 1,000 such messages in one callback
+    held the loop for seconds, and history flushes starved (2x1M/s: 24k ticks/s written)."""
+    socket, endpoint = pub
+    per_message, messages = 10_000, 10
+    total = per_message * messages
+
+    async def scenario() -> Seen:
+        context = zmq.asyncio.Context()
+        seen = Seen()
+        sub = subscription(context, endpoint, seen)
+        task = asyncio.create_task(sub.run())
+        try:
+            await joined_by(socket, seen)
+            drains = seen.drains
+            for i in range(messages):
+                socket.send_multipart(message(1 + i * per_message, n=per_message))
+            await until(lambda: len(seen.seqs) == total)
+            seen.drains -= drains
+        finally:
+            task.cancel()
+            sub.close()
+            context.term()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen.seqs == list(range(1, total + 1))
+    assert seen.drains >= total // TickSubscription.DRAIN_MAX_TICKS
 
 
 def test_a_malformed_message_is_reported_and_the_next_one_still_arrives(
