@@ -300,20 +300,22 @@ class HistoryWriter:
         flushes again at once while anything is pending. On failure nothing is lost: the batches
         go back to the front of the queue, and each companion's data back to its own.
 
-        The loop runs other callbacks between a flush's parts (each companion's take, which
-        folds candles; the ticks' commands; each companion's commands), so a tick that arrives
+        The loop runs other callbacks between a flush's parts (the takes, where candles are
+        folded; the ticks' commands; each companion's commands), so a tick that arrives
         mid-flush waits for one part, not the whole flush.
         """
         taken = self._take(FLUSH_MAX_TICKS) if self._pending_ticks else {}
         extras: list[tuple[Companion, Any]] = []
         try:
+            # Every companion is taken before the first yield: what arrives in between (ticks,
+            # and so trades and books) goes to the next flush together, never the trades alone.
             for companion in self.companions:
                 data = companion.take(force=all_candles)
                 if len(data):
                     extras.append((companion, data))
-                    await asyncio.sleep(0)  # after a fold: ticks that came meanwhile go first
             if not taken and not extras:
                 return 0
+            await asyncio.sleep(0)  # after the candles' fold: ticks that came meanwhile go first
             written, errors = await self._write(taken, extras)
         except BaseException:
             # Part of the pipeline may have been applied (a timeout says nothing about what

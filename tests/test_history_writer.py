@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from bridge.candles import CandleMetrics, CandleWriter
 from bridge.history import Cadence, HistoryMetrics, HistoryWriter
+from bridge.recent import TradeWriter
 from marketdata import wire
 from marketdata.layout import Keys, parse_id
 
@@ -266,6 +267,21 @@ def test_cadences_with_different_phases_never_share_a_flush() -> None:
         assert len(times) >= 170
 
 
+def trades_batch(first: int, n: int, t0_ms: int) -> wire.TickBatch:
+    """A batch whose every tick is a trade, so the candles have something to fold."""
+    b = batch("BTC-USD", first, n, t0_ms)
+    b.ticks["last"] = b.ticks["bid"]
+    b.ticks["last_size"] = 1.0
+    b.ticks["flags"] = wire.FLAG_TRADE
+    return b
+
+
+def companions_writer(url: str, prefix: str) -> tuple[HistoryWriter, aioredis.Redis]:
+    keys = Keys(prefix)
+    return writer(url, prefix, candles=CandleWriter(keys, CandleMetrics(CollectorRegistry())),
+                  trades=TradeWriter(keys))
+
+
 def test_a_callback_ready_when_a_flush_starts_runs_before_its_write(
         redis_url: str, redis_prefix: str, redis_client: redis.Redis) -> None:
     """A flush lets the loop run between its parts (the candles' fold, the commands), so a tick
@@ -273,11 +289,8 @@ def test_a_callback_ready_when_a_flush_starts_runs_before_its_write(
     order: list[str] = []
 
     async def scenario() -> None:
-        candles = CandleWriter(Keys(redis_prefix), CandleMetrics(CollectorRegistry()))
-        w, client = writer(redis_url, redis_prefix, candles=candles)
-        first = batch("BTC-USD", 1, 3, t0_ms=1_000)
-        w.add(first)
-        candles.add(first)
+        w, client = companions_writer(redis_url, redis_prefix)
+        w.add(trades_batch(1, 3, t0_ms=1_000))
         await w.flush()  # reads the stream's end and the server's version: none of that now
         pipeline = client.pipeline
 
@@ -293,13 +306,37 @@ def test_a_callback_ready_when_a_flush_starts_runs_before_its_write(
             return pipe
 
         client.pipeline = spied  # type: ignore[method-assign]
-        second = batch("BTC-USD", 4, 500, t0_ms=2_000)
-        w.add(second)
-        candles.add(second)
+        w.add(trades_batch(4, 500, t0_ms=2_000))
         asyncio.get_running_loop().call_soon(order.append, "tick")
-        assert 500 == await w.flush()
+        assert 500 == await w.flush(all_candles=True)
         await client.aclose()
 
     asyncio.run(scenario())
     assert ["tick", "write"] == order
     assert 503 == len(stored(redis_client, f"{redis_prefix}ticks:BTC-USD")[1])
+    assert redis_client.exists(f"{redis_prefix}candles:BTC-USD:1s")
+
+
+def test_ticks_that_arrive_mid_flush_go_out_with_their_trades_in_the_next_one(
+        redis_url: str, redis_prefix: str, redis_client: redis.Redis) -> None:
+    """Trades are written with or after their ticks, never ahead of them, even when ticks
+    arrive while a flush yields."""
+    keys = Keys(redis_prefix)
+
+    def stored_state() -> tuple[int, int]:
+        return (int(stored(redis_client, keys.ticks("BTC-USD"))[1]["seq"][-1]),
+                int(redis_client.llen(keys.trades("BTC-USD"))))
+
+    async def scenario() -> list[tuple[int, int]]:
+        w, client = companions_writer(redis_url, redis_prefix)
+        w.add(trades_batch(1, 3, t0_ms=1_000))
+        await w.flush(all_candles=True)
+        w.add(trades_batch(4, 3, t0_ms=2_000))
+        asyncio.get_running_loop().call_soon(w.add, trades_batch(7, 3, t0_ms=3_000))
+        await w.flush(all_candles=True)
+        after_first = stored_state()
+        await w.flush(all_candles=True)
+        await client.aclose()
+        return [after_first, stored_state()]
+
+    assert [(6, 6), (9, 9)] == asyncio.run(scenario())
