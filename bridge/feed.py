@@ -246,6 +246,8 @@ class TickSubscription:
         return False
 
     def close(self) -> None:
-        """Stop reading and close the socket."""
+        """Stop reading and close the socket; a run() still waiting ends (cancelled)."""
         self._stop_reading()
+        if self._failed is not None and not self._failed.done():
+            self._failed.cancel()
         self.socket.close(linger=0)

@@ -378,9 +378,15 @@ def hand_over() -> None:
     Measured on a 2-vCPU VM at 10k ticks/s: the messages of turns followed by a refill of
     values (~0.2-0.5 ms of quoting) reached a subscriber 0.4-1.5 ms after the send, as the
     I/O thread waited for this CPU; yielding took the send -> receipt p99 from ~1.0 ms to
-    ~0.3 ms. A syscall per turn; nothing is waiting, it returns at once.
+    ~0.3 ms. It costs a syscall per turn, and the turn's books and refill may wait while
+    other runnable threads on this CPU go first (the ticks are out by then). A no-op where
+    the OS has no sched_yield.
     """
-    os.sched_yield()
+    if _sched_yield is not None:
+        _sched_yield()
+
+
+_sched_yield: Callable[[], None] | None = getattr(os, "sched_yield", None)
 
 
 def precise_sleeps() -> None:
