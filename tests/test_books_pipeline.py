@@ -137,14 +137,14 @@ def test_the_bridge_detects_a_dropped_diff_and_resyncs_from_the_control_socket(
                 assert bridge.state.books["ETH-USD"] is book  # the full latest book
                 seen[book.book_seq] = book
 
-        def lossy(frames: list[memoryview]) -> None:
+        def lossy(frames: list[memoryview]) -> int:
             if not dropped and seen and bytes(frames[0]) == b"ETH-USD:bookdiff":
                 diff = wire.decode_book_diff(frames)
                 # Far from a periodic snapshot, so the control socket is what resyncs.
                 if diff.book_seq % SNAPSHOT_EVERY == 5:
                     dropped.append(diff.book_seq)
-                    return
-            handle(frames)
+                    return 0
+            return handle(frames)
 
         bridge.subscription.on_book = on_book
         bridge.subscription._handle = lossy  # type: ignore[method-assign]
