@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -58,15 +59,30 @@ class Seen:
         self.drains += 1
 
 
-def subscription(context: zmq.asyncio.Context, endpoint: str, seen: Seen,
-                 on_batch: object = None) -> TickSubscription:
-    return TickSubscription(context, endpoint, on_batch or seen.batch,  # type: ignore[arg-type]
-                            lambda book: None, seen.bad.append, on_drain=seen.drain)
+@contextlib.asynccontextmanager
+async def reading(pub: zmq.Socket[bytes], endpoint: str, seen: Seen,
+                  on_batch: Callable[[wire.TickBatch], None] | None = None, *,
+                  join: bool = True) -> AsyncIterator[tuple[TickSubscription, asyncio.Task[None]]]:
+    """A TickSubscription running on this loop (joined to `pub` unless `join` is False); after
+    the block its task is cancelled and awaited, the socket closed and the context ended."""
+    context = zmq.asyncio.Context()
+    sub = TickSubscription(context, endpoint, on_batch or seen.batch, lambda book: None,
+                           seen.bad.append, on_drain=seen.drain)
+    task = asyncio.create_task(sub.run())
+    try:
+        if join:
+            await joined_by(pub, seen)
+        yield sub, task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        sub.close()
+        context.term()
 
 
-async def until(check: object, timeout_s: float = 10.0) -> None:
+async def until(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while not check():  # type: ignore[operator]
+    while not check():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.01)
 
@@ -84,14 +100,10 @@ def test_a_backlog_beyond_one_drain_arrives_whole_and_in_order_then_live_ticks_f
         pub: tuple[zmq.Socket[bytes], str]) -> None:
     socket, endpoint = pub
     backlog = 3 * TickSubscription.DRAIN_MAX + 7
+    seen = Seen()
 
-    async def scenario() -> Seen:
-        context = zmq.asyncio.Context()
-        seen = Seen()
-        sub = subscription(context, endpoint, seen)
-        task = asyncio.create_task(sub.run())
-        try:
-            await joined_by(socket, seen)
+    async def scenario() -> None:
+        async with reading(socket, endpoint, seen):
             drains = seen.drains
             # All of it queued at once: one callback may take DRAIN_MAX; the rest must follow
             # without a new signal from the socket.
@@ -101,15 +113,8 @@ def test_a_backlog_beyond_one_drain_arrives_whole_and_in_order_then_live_ticks_f
             socket.send_multipart(message(backlog + 1))  # and the reader still reads
             await until(lambda: len(seen.seqs) == backlog + 1)
             seen.drains -= drains
-        finally:
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            sub.close()
-            context.term()
-        return seen
 
-    seen = asyncio.run(scenario())
+    asyncio.run(scenario())
     assert seen.seqs == list(range(1, backlog + 2))
     assert seen.drains >= 4  # the backlog in at least 4 (1,000 messages at most), then 1 more
     assert not seen.bad
@@ -122,26 +127,17 @@ def test_a_backlog_of_large_messages_is_handed_on_in_parts(
     socket, endpoint = pub
     per_message, messages = 10_000, 10
     total = per_message * messages
+    seen = Seen()
 
-    async def scenario() -> Seen:
-        context = zmq.asyncio.Context()
-        seen = Seen()
-        sub = subscription(context, endpoint, seen)
-        task = asyncio.create_task(sub.run())
-        try:
-            await joined_by(socket, seen)
+    async def scenario() -> None:
+        async with reading(socket, endpoint, seen):
             drains = seen.drains
             for i in range(messages):
                 socket.send_multipart(message(1 + i * per_message, n=per_message))
             await until(lambda: len(seen.seqs) == total)
             seen.drains -= drains
-        finally:
-            task.cancel()
-            sub.close()
-            context.term()
-        return seen
 
-    seen = asyncio.run(scenario())
+    asyncio.run(scenario())
     assert seen.seqs == list(range(1, total + 1))
     assert seen.drains >= total // TickSubscription.DRAIN_MAX_TICKS
 
@@ -149,25 +145,15 @@ def test_a_backlog_of_large_messages_is_handed_on_in_parts(
 def test_a_malformed_message_is_reported_and_the_next_one_still_arrives(
         pub: tuple[zmq.Socket[bytes], str]) -> None:
     socket, endpoint = pub
+    seen = Seen()
 
-    async def scenario() -> Seen:
-        context = zmq.asyncio.Context()
-        seen = Seen()
-        sub = subscription(context, endpoint, seen)
-        task = asyncio.create_task(sub.run())
-        try:
-            await joined_by(socket, seen)
+    async def scenario() -> None:
+        async with reading(socket, endpoint, seen):
             socket.send_multipart([b"BTC-USD:tick", b"\x00garbage"])
             socket.send_multipart(message(5))
             await until(lambda: 5 in seen.seqs)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            sub.close()
-            context.term()
-        return seen
 
-    seen = asyncio.run(scenario())
+    asyncio.run(scenario())
     assert len(seen.bad) == 1
 
 
@@ -179,10 +165,7 @@ def test_an_error_in_a_callback_ends_the_run_with_it(
         raise RuntimeError("downstream bug")
 
     async def scenario() -> None:
-        context = zmq.asyncio.Context()
-        sub = subscription(context, endpoint, Seen(), broken)
-        task = asyncio.create_task(sub.run())
-        try:
+        async with reading(socket, endpoint, Seen(), broken, join=False) as (_, task):
             deadline = time.monotonic() + 10
             while not task.done():
                 assert time.monotonic() < deadline, "the run did not end"
@@ -190,9 +173,6 @@ def test_an_error_in_a_callback_ends_the_run_with_it(
                 await asyncio.sleep(0.02)
             with pytest.raises(RuntimeError, match="downstream bug"):
                 task.result()
-        finally:
-            sub.close()
-            context.term()
 
     asyncio.run(scenario())
 
@@ -201,12 +181,7 @@ def test_closing_while_running_stops_reading(pub: tuple[zmq.Socket[bytes], str])
     socket, endpoint = pub
 
     async def scenario() -> None:
-        context = zmq.asyncio.Context()
-        seen = Seen()
-        sub = subscription(context, endpoint, seen)
-        task = asyncio.create_task(sub.run())
-        try:
-            await joined_by(socket, seen)
+        async with reading(socket, endpoint, Seen()) as (sub, task):
             fd = sub.socket.fileno()
             # The bridge's stop(): cancel the task, close the socket at once, then wait.
             task.cancel()
@@ -216,9 +191,6 @@ def test_closing_while_running_stops_reading(pub: tuple[zmq.Socket[bytes], str])
             assert not asyncio.get_running_loop().remove_reader(fd)
             await asyncio.gather(task, return_exceptions=True)
             assert task.cancelled()
-        finally:
-            sub.close()
-            context.term()
 
     asyncio.run(scenario())
 
@@ -227,16 +199,9 @@ def test_closing_without_cancelling_ends_the_run(pub: tuple[zmq.Socket[bytes], s
     socket, endpoint = pub
 
     async def scenario() -> None:
-        context = zmq.asyncio.Context()
-        seen = Seen()
-        sub = subscription(context, endpoint, seen)
-        task = asyncio.create_task(sub.run())
-        try:
-            await joined_by(socket, seen)
+        async with reading(socket, endpoint, Seen()) as (sub, task):
             sub.close()
             with pytest.raises(asyncio.CancelledError):
                 await asyncio.wait_for(task, 5)
-        finally:
-            context.term()
 
     asyncio.run(scenario())
