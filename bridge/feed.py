@@ -181,17 +181,15 @@ class TickSubscription:
             return
         try:
             try:
-                ticks = 0
-                for _ in range(self.DRAIN_MAX):
+                messages = ticks = 0
+                while messages < self.DRAIN_MAX and ticks < self.DRAIN_MAX_TICKS:
                     try:
                         frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
+                    messages += 1
                     ticks += self._handle([f.buffer for f in frames])
-                    if ticks >= self.DRAIN_MAX_TICKS:
-                        asyncio.get_running_loop().call_soon(self._drain)
-                        break
-                else:  # more may be queued, and ZMQ_FD will not say so again
+                else:  # a bound was reached: more may be queued, and ZMQ_FD will not say so
                     asyncio.get_running_loop().call_soon(self._drain)
             finally:
                 received, self._received = self._received, []

@@ -382,11 +382,8 @@ def hand_over() -> None:
     other runnable threads on this CPU go first (the ticks are out by then). A no-op where
     the OS has no sched_yield.
     """
-    if _sched_yield is not None:
-        _sched_yield()
-
-
-_sched_yield: Callable[[], None] | None = getattr(os, "sched_yield", None)
+    if hasattr(os, "sched_yield"):
+        os.sched_yield()
 
 
 def precise_sleeps() -> None:
