@@ -89,7 +89,7 @@ class FeedConfig:
             control_endpoint=env_str(env, "FEED_CONTROL_ENDPOINT", "tcp://127.0.0.1:5556"),
             seed=env_int(env, "FEED_SEED", 42, minimum=0),
             universe=universe,
-            min_batch_interval_s=env_float(env, "FEED_MIN_BATCH_INTERVAL_MS", 0.5,
+            min_batch_interval_s=env_float(env, "FEED_MIN_BATCH_INTERVAL_MS", 1.0,
                                            minimum=0.0, maximum=1000.0) / 1000.0,
             max_lag_s=env_float(env, "FEED_MAX_LAG_MS", 1000.0, minimum=1.0) / 1000.0,
             ahead_s=env_float(env, "FEED_AHEAD_MS", 20.0, minimum=0.0, maximum=1000.0) / 1000.0,
