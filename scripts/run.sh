@@ -7,6 +7,17 @@ VENV=${VENV:-.venv}
 VENV=$(cd "$VENV" && pwd)
 . scripts/lib.sh
 
+# A second `make run` in this checkout must stop here, before it clears var/ under the running
+# system (its API's metrics files), rather than after, when supervisord finds the ports taken.
+if [ -s var/supervisord.pid ]; then
+    pid=$(cat var/supervisord.pid)
+    if kill -0 "$pid" 2>/dev/null && ps -p "$pid" -o command= | grep -q supervisord; then
+        echo "the system is already running from this checkout (supervisord pid $pid):" \
+             "$VENV/bin/supervisorctl -c supervisord.conf status; stop it first" >&2
+        exit 1
+    fi
+fi
+
 mkdir -p var/supervisord.d
 rm -f var/supervisord.d/*.conf
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}

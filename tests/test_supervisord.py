@@ -123,3 +123,26 @@ def test_grpc_clients_get_unavailable_then_reconnect_after_bridge_restart(
     with system.channel() as channel:
         message = next(system.stub(channel).StreamTicks(pb.StreamTicksRequest(), timeout=10))
     assert message.batches[0].seq and time.monotonic() - started < 10
+
+
+def test_a_second_make_run_refuses_before_touching_the_running_system(supervised: System
+                                                                       ) -> None:
+    """`make run` where the system already runs stops at once: before this check it cleared
+    var/ (the running API's metrics files) and only then failed on the taken ports."""
+    system = supervised
+    workdir = system.workdir
+    wait_for("supervisord's pidfile", lambda: (workdir / "var" / "supervisord.pid").is_file()
+             or None, 30)
+    shutil.copytree(ROOT / "scripts", workdir / "scripts")
+    metrics = workdir / "var" / "prometheus"
+    metrics.mkdir(parents=True, exist_ok=True)
+    (metrics / "counter_1.db").write_bytes(b"the running API's")
+    env = {**system.env, "VENV": str(workdir / ".venv"), "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+
+    second = subprocess.run(["bash", str(workdir / "scripts" / "run.sh")], cwd=workdir, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+
+    assert 1 == second.returncode, second.stdout + second.stderr
+    assert "already running" in second.stderr
+    assert (metrics / "counter_1.db").read_bytes() == b"the running API's"
+    assert system.procs["supervisord"].poll() is None
