@@ -9,14 +9,16 @@ emptied of old files) at startup and a dead worker's files are marked dead.
 Why gthread: a sync worker is held by one connection from accept to answer, so a client that
 opens a socket and sends half a request stalls a whole worker (until `timeout` kills it), and
 API_WORKERS such clients stall the API. A gthread worker accepts in its main loop and hands each
-connection to a thread: an idle connection holds a thread for at most 5 s before it waits in the
-poller, and a connection still sending its request holds one thread (gunicorn sets no read
-timeout on it), not the worker. Requests are short (a Redis read and a JSON render under the
-GIL), so more threads add room for slow clients rather than throughput.
+connection to a thread: a new connection that sends nothing holds a thread for at most
+IDLE_CONNECTION_WAIT_S before it waits in the poller, and a connection still sending its request
+holds one thread (gunicorn sets no read timeout on it), not the worker. Requests are short (a
+Redis read and a JSON render under the GIL), so more threads add room for slow clients rather
+than throughput.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,13 @@ control_socket_disable = True
 
 _multiproc_dir = env_str(_env, "PROMETHEUS_MULTIPROC_DIR", "")
 
+IDLE_CONNECTION_WAIT_S = 0.1
+"""How long a request thread waits for a new connection's first bytes before parking it in the
+poller (gunicorn 27's gthread default: 5 s, a module constant, not a setting). Clients send their
+request as soon as they connect, so a short wait costs them nothing; at 5 s, API_WORKERS x
+API_THREADS connections opened ahead and left idle (a browser's preconnects, a pool) held every
+thread and stalled every request for 5 s at a time."""
+
 
 def on_starting(server: Any) -> None:
     """Create the metrics directory and drop files left by an earlier run, before any fork."""
@@ -84,3 +93,10 @@ def child_exit(server: Any, worker: Any) -> None:
     if _multiproc_dir:
         multiprocess.mark_process_dead(worker.pid, _multiproc_dir)  # type: ignore[no-untyped-call]
 
+
+def post_worker_init(worker: Any) -> None:
+    """Shorten the gthread worker's wait for a new connection's first bytes (see
+    IDLE_CONNECTION_WAIT_S); a gunicorn without that constant keeps its own behaviour."""
+    module = sys.modules[type(worker).__module__]
+    if hasattr(module, "DEFAULT_WORKER_DATA_TIMEOUT"):
+        setattr(module, "DEFAULT_WORKER_DATA_TIMEOUT", IDLE_CONNECTION_WAIT_S)  # noqa: B010

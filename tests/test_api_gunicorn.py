@@ -37,6 +37,9 @@ SLOW_CLIENTS = 5
 """More than the fixture's 2 workers, fewer than a worker's default 8 threads: even all on one
 worker leave it a thread free."""
 
+IDLE_CLIENTS = 40
+"""More connections than the fixture's 2 workers x 8 threads, twice over."""
+
 pytestmark = pytest.mark.integration
 
 # No proxy, even if the environment names one: the server is on 127.0.0.1.
@@ -258,6 +261,22 @@ def test_idle_and_half_sent_connections_do_not_stall_the_api(server: Server) -> 
         while chunk := half_sent[0].recv(65536):
             answer += chunk
         assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
+def test_connections_left_idle_do_not_stall_the_api(server: Server) -> None:
+    """Connections opened ahead and left idle (a browser's preconnects, a pool) hold a thread
+    only briefly: with more of them than the API has threads, a request is still answered within
+    the client's 5 s timeout. gunicorn's own 5 s wait per connection stalled it for 5 s a round."""
+    host, port = server.base_url.removeprefix("http://").split(":")
+    with ExitStack() as stack:
+        for _ in range(IDLE_CLIENTS):
+            stack.enter_context(socket.create_connection((host, int(port))))
+        try:
+            health = server.get("/api/v1/health")
+        except OSError as exc:
+            pytest.fail(f"/api/v1/health did not answer with {IDLE_CLIENTS} idle connections "
+                        f"open: {exc!r}")
+        assert health.status == 200
 
 
 def test_metrics_add_up_over_workers_and_threads(server: Server) -> None:
