@@ -90,3 +90,11 @@ def test_instrument_round_trips_through_dict() -> None:
 def test_newlines_and_unicode_lookalikes_are_invalid(text: str) -> None:
     with pytest.raises(InvalidSymbol):
         INSTRUMENTS.resolve(text)
+
+
+def test_non_ascii_text_is_told_what_a_symbol_may_hold() -> None:
+    """The message names the separators too: '-', '/' and '_' are accepted, not only letters
+    and digits."""
+    with pytest.raises(InvalidSymbol, match="letters and digits, with -, / or _ between") as info:
+        INSTRUMENTS.resolve("€")
+    assert "'€' is not a symbol" in str(info.value)
