@@ -63,6 +63,8 @@ class RequestMiddleware:
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
                          req_succeeded: bool) -> None:
         """Count, time and log the answered request, then clear the correlation id."""
+        if req.method == "OPTIONS" and resp.status_code == 200:
+            _answer_options(resp)
         started: float | None = req.context.get("started")
         duration = time.perf_counter() - started if started is not None else 0.0
         template = req.uri_template
@@ -77,3 +79,11 @@ class RequestMiddleware:
         token = req.context.get("cid_token")
         if token is not None:
             correlation_id.reset(token)
+
+
+def _answer_options(resp: falcon.Response) -> None:
+    """Make falcon's default OPTIONS answer agree with its 405s: list OPTIONS in Allow, as a
+    405 on the same route does."""
+    allowed = [m.strip() for m in (resp.get_header("Allow") or "").split(",") if m.strip()]
+    if allowed and "OPTIONS" not in allowed:
+        resp.set_header("Allow", ", ".join([*allowed, "OPTIONS"]))

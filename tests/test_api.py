@@ -471,6 +471,19 @@ def test_method_not_allowed_405_in_the_json_shape(client: testing.TestClient,
     assert "GET" in result.headers["allow"]
 
 
+@pytest.mark.parametrize("path", ["/api/v1/prices/BTC-USD/current", "/api/v1/health"])
+def test_options_lists_the_methods_a_405_lists(client: testing.TestClient, path: str) -> None:
+    """OPTIONS and a 405 on the same route name the same methods (falcon left OPTIONS out of
+    its own OPTIONS answer)."""
+    options = client.simulate_options(path)
+    refused = client.simulate_post(path)
+    assert options.status_code == 200
+    assert 405 == refused.status_code
+    assert options.headers["allow"] == refused.headers["allow"]
+    assert "OPTIONS" in options.headers["allow"]
+    assert options.content == b""
+
+
 def test_unexpected_error_500_hides_internals(caplog: pytest.LogCaptureFixture) -> None:
     store = BrokenStore([BTC])
     with caplog.at_level(logging.INFO):
