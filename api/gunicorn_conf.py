@@ -18,12 +18,15 @@ than throughput.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import multiprocess
 
+from api.config import ApiConfig
+from marketdata.errors import ConfigError
 from marketdata.settings import env_int, env_str, environ
 
 _env = environ()
@@ -80,7 +83,17 @@ thread and stalled every request for 5 s at a time."""
 
 
 def on_starting(server: Any) -> None:
-    """Create the metrics directory and drop files left by an earlier run, before any fork."""
+    """Check the app's settings, then create the metrics directory and drop files left by an
+    earlier run, before any fork.
+
+    A bad setting is one error line naming it and exit status 2, as in feedsim and the bridge;
+    found by each worker instead, it was a traceback per worker and "Worker failed to boot".
+    """
+    try:
+        ApiConfig.from_env(_env)
+    except ConfigError as exc:
+        logging.getLogger("api").error("bad configuration", extra={"error": str(exc)})
+        raise SystemExit(2) from None
     if _multiproc_dir:
         path = Path(_multiproc_dir)
         path.mkdir(parents=True, exist_ok=True)

@@ -299,3 +299,20 @@ def test_each_request_is_logged_once(server: Server) -> None:
     assert 1 == len(lines), lines
     assert {"logger": "api.request", "event": "request", "path": path, "status": 404,
             "cid": "it-once"}.items() <= orjson.loads(lines[0]).items()
+
+
+@pytest.mark.parametrize("setting", ["READY_MAX_TICK_AGE_S=-1", "REDIS_URL=ftp://nowhere"])
+def test_a_bad_setting_stops_gunicorn_with_one_line_naming_it(setting: str) -> None:
+    """Checked once in the master before any worker starts: exit status 2 and one error line,
+    not a traceback from every worker."""
+    name, value = setting.split("=", 1)
+    env = {**os.environ, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(free_port()), name: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "api/gunicorn_conf.py", "api.app:get_app()"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30, check=False)
+    output = done.stdout + done.stderr
+    assert 2 == done.returncode, output
+    errors = [line for line in output.splitlines() if '"level":"error"' in line]
+    assert 1 == len(errors), output
+    assert name in errors[0]
+    assert "Traceback" not in output
