@@ -8,14 +8,13 @@ VENV=$(cd "$VENV" && pwd)
 . scripts/lib.sh
 
 # A second `make run` in this checkout must stop here, before it clears var/ under the running
-# system (its API's metrics files), rather than after, when supervisord finds the ports taken.
-if [ -s var/supervisord.pid ]; then
-    pid=$(cat var/supervisord.pid)
-    if kill -0 "$pid" 2>/dev/null && ps -p "$pid" -o command= | grep -q supervisord; then
-        echo "the system is already running from this checkout (supervisord pid $pid):" \
-             "$VENV/bin/supervisorctl -c supervisord.conf status; stop it first" >&2
-        exit 1
-    fi
+# system (its API's metrics files), rather than after, when supervisord finds its socket taken.
+# Asking this checkout's supervisord (its socket is under var/) cannot be fooled by a stale
+# pidfile whose pid another process now has.
+if "$VENV/bin/supervisorctl" -c supervisord.conf pid >/dev/null 2>&1; then
+    echo "the system is already running from this checkout:" \
+         "$VENV/bin/supervisorctl -c supervisord.conf status; stop it first" >&2
+    exit 1
 fi
 
 mkdir -p var/supervisord.d

@@ -131,8 +131,7 @@ def test_a_second_make_run_refuses_before_touching_the_running_system(supervised
     var/ (the running API's metrics files) and only then failed on the taken ports."""
     system = supervised
     workdir = system.workdir
-    wait_for("supervisord's pidfile", lambda: (workdir / "var" / "supervisord.pid").is_file()
-             or None, 30)
+    wait_for("supervisord to answer", lambda: ctl(system, "pid").strip().isdigit() or None, 30)
     shutil.copytree(ROOT / "scripts", workdir / "scripts")
     metrics = workdir / "var" / "prometheus"
     metrics.mkdir(parents=True, exist_ok=True)
