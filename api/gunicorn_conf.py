@@ -19,24 +19,38 @@ than throughput.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
+import gunicorn
+from gunicorn.workers import gthread
 from prometheus_client import multiprocess
 
 from api.config import ApiConfig
+from marketdata import logs
 from marketdata.errors import ConfigError
 from marketdata.settings import env_int, env_str, environ
 
 _env = environ()
-_host = env_str(_env, "HTTP_HOST", "127.0.0.1")
-_port = env_int(_env, "HTTP_PORT", 8080, minimum=1, maximum=65535)
+_service = env_str(_env, "SERVICE_NAME", "api")
+try:
+    # Every setting the API reads, checked once here, in the master, before any worker starts:
+    # a bad one is one JSON line naming it and exit status 2, as in feedsim and the bridge, not
+    # a traceback from gunicorn's config loader or from every worker's boot.
+    ApiConfig.from_env(_env)
+    _host = env_str(_env, "HTTP_HOST", "127.0.0.1")
+    _port = env_int(_env, "HTTP_PORT", 8080, minimum=1, maximum=65535)
+    _workers = env_int(_env, "API_WORKERS", 2, minimum=1, maximum=64)
+    _threads = env_int(_env, "API_THREADS", 8, minimum=1, maximum=256)
+except ConfigError as _error:
+    logs.configure(_service, instance=env_str(_env, "SERVICE_INSTANCE_NAME", f"{_service}-1"))
+    logging.getLogger("api").error("bad configuration", extra={"error": str(_error)})
+    raise SystemExit(2) from None
 
 bind = f"{_host}:{_port}"
-workers = env_int(_env, "API_WORKERS", 2, minimum=1, maximum=64)
+workers = _workers
 worker_class = "gthread"
-threads = env_int(_env, "API_THREADS", 8, minimum=1, maximum=256)
+threads = _threads
 # Seconds an idle kept-alive connection stays open (it waits in the poller, holding no thread):
 # enough for a client polling every second or two to reuse its connection, short enough that
 # idle connections do not pile up. A stopping worker closes them within 2 s anyway.
@@ -46,7 +60,6 @@ graceful_timeout = 10
 accesslog = None
 errorlog = "-"
 loglevel = "info"
-_service = env_str(_env, "SERVICE_NAME", "api")
 # gunicorn's own lines (arbiter and worker lifecycle) as the same JSON lines as the app's.
 # Any logconfig_dict turns gunicorn's access log on whatever `accesslog` says (glogging's
 # Logger.access checks logconfig_dict too), so "gunicorn.access" is left without a handler and
@@ -79,21 +92,14 @@ IDLE_CONNECTION_WAIT_S = 0.1
 poller (gunicorn 27's gthread default: 5 s, a module constant, not a setting). Clients send their
 request as soon as they connect, so a short wait costs them nothing; at 5 s, API_WORKERS x
 API_THREADS connections opened ahead and left idle (a browser's preconnects, a pool) held every
-thread and stalled every request for 5 s at a time."""
+thread and stalled every request for 5 s at a time. A parked connection is closed `keepalive`
+seconds later if it still sends nothing. gunicorn uses the same constant to bound how long it
+reads a request body the app left unread before reusing the connection; every route here is
+GET, and a connection whose body comes later than that is closed, not reused."""
 
 
 def on_starting(server: Any) -> None:
-    """Check the app's settings, then create the metrics directory and drop files left by an
-    earlier run, before any fork.
-
-    A bad setting is one error line naming it and exit status 2, as in feedsim and the bridge;
-    found by each worker instead, it was a traceback per worker and "Worker failed to boot".
-    """
-    try:
-        ApiConfig.from_env(_env)
-    except ConfigError as exc:
-        logging.getLogger("api").error("bad configuration", extra={"error": str(exc)})
-        raise SystemExit(2) from None
+    """Create the metrics directory and drop files left by an earlier run, before any fork."""
     if _multiproc_dir:
         path = Path(_multiproc_dir)
         path.mkdir(parents=True, exist_ok=True)
@@ -109,7 +115,10 @@ def child_exit(server: Any, worker: Any) -> None:
 
 def post_worker_init(worker: Any) -> None:
     """Shorten the gthread worker's wait for a new connection's first bytes (see
-    IDLE_CONNECTION_WAIT_S); a gunicorn without that constant keeps its own behaviour."""
-    module = sys.modules[type(worker).__module__]
-    if hasattr(module, "DEFAULT_WORKER_DATA_TIMEOUT"):
-        setattr(module, "DEFAULT_WORKER_DATA_TIMEOUT", IDLE_CONNECTION_WAIT_S)  # noqa: B010
+    IDLE_CONNECTION_WAIT_S), before the worker accepts any; say so if this gunicorn lacks it."""
+    if hasattr(gthread, "DEFAULT_WORKER_DATA_TIMEOUT"):
+        gthread.DEFAULT_WORKER_DATA_TIMEOUT = IDLE_CONNECTION_WAIT_S
+    else:
+        logging.getLogger("api").warning(
+            "this gunicorn has no gthread.DEFAULT_WORKER_DATA_TIMEOUT; idle connections are "
+            "handled as it does by default", extra={"gunicorn": gunicorn.__version__})
