@@ -5,6 +5,7 @@ The correlation id comes from the request's ``X-Request-ID`` header when it is a
 ``X-Request-ID`` and set in ``marketdata.logs.correlation_id`` so every log line of the request
 carries it. Metrics are labelled with the route template, never the raw path, and with the
 method only when it is a standard one ("other" otherwise), so label values stay bounded.
+falcon's default OPTIONS answer gets OPTIONS added to its ``Allow``, as its 405s list it.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def check_depth(depth: int | None, name: str = "depth") -> int | None:
     """Reject a depth below 1 before any book is read (the upper bound needs the book)."""
     if depth is not None and depth < 1:
         raise InvalidParameter(name,
-                               f"{depth} is not an integer from 1 to the levels held per side")
+                               f"'{depth}' is not an integer from 1 to the levels held per side")
     return depth
 
 

@@ -69,8 +69,8 @@ def _cleaned(text: str) -> str:
     if len(text.strip()) > MAX_SYMBOL_TEXT:
         raise InvalidSymbol(f"symbol is longer than {MAX_SYMBOL_TEXT} characters")
     if not text.isascii():
-        raise InvalidSymbol(f"{text.strip()!r} is not a symbol: symbols are ASCII letters "
-                            "and digits, with -, / or _ between base and quote")
+        raise InvalidSymbol(f"'{text.strip()}' is not a symbol: ASCII only; expected BASE-QUOTE "
+                            "such as BTC-USD (also accepted: BTC/USD, BTC_USD, BTCUSD, any case)")
     return text.strip().upper()
 
 

@@ -103,7 +103,7 @@ def test_orderbook_symbol_spellings(client: testing.TestClient, path: str) -> No
 
 
 @pytest.mark.parametrize(("query", "text"), [
-    ("depth=0", "depth: 0 is not an integer from 1 to the levels held per side"),
+    ("depth=0", "depth: '0' is not an integer from 1 to the levels held per side"),
     ("depth=26", "depth: 26 is not an integer from 1 to 25, the levels held per side"),
     ("depth=-1", "depth: '-1' is not an integer from 1 to the levels held per side"),
     ("depth=abc", "depth: 'abc' is not an integer from 1 to the levels held per side"),
@@ -128,7 +128,7 @@ def test_orderbook_errors(client: testing.TestClient) -> None:
     assert_error(client.simulate_get("/api/v1/orderbook/ETH-USD", query_string="depth=x"), 400,
                  "invalid_parameter", "depth")
     assert_error(client.simulate_get("/api/v1/orderbook/ETH-USD", query_string="depth=0"), 400,
-                 "invalid_parameter", "depth: 0 is not an integer from 1")
+                 "invalid_parameter", "depth: '0' is not an integer from 1")
 
 
 # -- trades ------------------------------------------------------------------------------------

@@ -93,8 +93,8 @@ def test_newlines_and_unicode_lookalikes_are_invalid(text: str) -> None:
 
 
 def test_non_ascii_text_is_told_what_a_symbol_may_hold() -> None:
-    """The message names the separators too: '-', '/' and '_' are accepted, not only letters
-    and digits."""
-    with pytest.raises(InvalidSymbol, match="letters and digits, with -, / or _ between") as info:
+    """Told it must be ASCII, and shown the spellings accepted (separators included)."""
+    with pytest.raises(InvalidSymbol, match="ASCII only; expected BASE-QUOTE") as info:
         INSTRUMENTS.resolve("€")
     assert "'€' is not a symbol" in str(info.value)
+    assert "BTC/USD, BTC_USD, BTCUSD" in str(info.value)
