@@ -236,6 +236,14 @@ def test_sigterm_stops_gunicorn_cleanly(server: Server) -> None:
         e for e in events if e["event"] == "Shutting down: Master").items()
 
 
+def health_despite(server: Server, what: str) -> Answer:
+    """GET /api/v1/health within the client's timeout, or fail saying `what` was going on."""
+    try:
+        return server.get("/api/v1/health")
+    except OSError as exc:
+        pytest.fail(f"/api/v1/health did not answer with {what}: {exc!r}")
+
+
 def test_idle_and_half_sent_connections_do_not_stall_the_api(server: Server) -> None:
     """Clients that connect and send nothing, or half a request, each hold a thread, not a
     worker: the API answers others meanwhile, and serves the slow request once it is complete."""
@@ -248,12 +256,7 @@ def test_idle_and_half_sent_connections_do_not_stall_the_api(server: Server) -> 
             if i % 2 == 0:  # the others stay idle
                 conn.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
                 half_sent.append(conn)
-        try:
-            health = server.get("/api/v1/health")
-        except OSError as exc:
-            pytest.fail(f"/api/v1/health did not answer with {SLOW_CLIENTS} slow clients "
-                        f"connected: {exc!r}")
-        assert health.status == 200
+        assert health_despite(server, f"{SLOW_CLIENTS} slow clients connected").status == 200
         assert server.get("/api/v1/prices/BTC-USD/current").status == 200
 
         half_sent[0].sendall(b"Connection: close\r\n\r\n")
@@ -271,12 +274,7 @@ def test_connections_left_idle_do_not_stall_the_api(server: Server) -> None:
     with ExitStack() as stack:
         for _ in range(IDLE_CLIENTS):
             stack.enter_context(socket.create_connection((host, int(port))))
-        try:
-            health = server.get("/api/v1/health")
-        except OSError as exc:
-            pytest.fail(f"/api/v1/health did not answer with {IDLE_CLIENTS} idle connections "
-                        f"open: {exc!r}")
-        assert health.status == 200
+        assert health_despite(server, f"{IDLE_CLIENTS} idle connections open").status == 200
 
 
 def test_metrics_add_up_over_workers_and_threads(server: Server) -> None:
