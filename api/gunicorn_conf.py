@@ -32,25 +32,22 @@ from marketdata.errors import ConfigError
 from marketdata.settings import env_int, env_str, environ
 
 _env = environ()
-_service = env_str(_env, "SERVICE_NAME", "api")
 try:
     # Every setting the API reads, checked once here, in the master, before any worker starts:
     # a bad one is one JSON line naming it and exit status 2, as in feedsim and the bridge, not
     # a traceback from gunicorn's config loader or from every worker's boot.
-    ApiConfig.from_env(_env)
-    _host = env_str(_env, "HTTP_HOST", "127.0.0.1")
-    _port = env_int(_env, "HTTP_PORT", 8080, minimum=1, maximum=65535)
-    _workers = env_int(_env, "API_WORKERS", 2, minimum=1, maximum=64)
-    _threads = env_int(_env, "API_THREADS", 8, minimum=1, maximum=256)
+    _api = ApiConfig.from_env(_env)
+    bind = (f"{env_str(_env, 'HTTP_HOST', '127.0.0.1')}:"
+            f"{env_int(_env, 'HTTP_PORT', 8080, minimum=1, maximum=65535)}")
+    workers = env_int(_env, "API_WORKERS", 2, minimum=1, maximum=64)
+    threads = env_int(_env, "API_THREADS", 8, minimum=1, maximum=256)
 except ConfigError as _error:
+    _service = env_str(_env, "SERVICE_NAME", ApiConfig.service_name)
     logs.configure(_service, instance=env_str(_env, "SERVICE_INSTANCE_NAME", f"{_service}-1"))
     logging.getLogger("api").error("bad configuration", extra={"error": str(_error)})
     raise SystemExit(2) from None
 
-bind = f"{_host}:{_port}"
-workers = _workers
 worker_class = "gthread"
-threads = _threads
 # Seconds an idle kept-alive connection stays open (it waits in the poller, holding no thread):
 # enough for a client polling every second or two to reuse its connection, short enough that
 # idle connections do not pile up. A stopping worker closes them within 2 s anyway.
@@ -69,8 +66,8 @@ logconfig_dict: dict[str, Any] = {
     "disable_existing_loggers": False,
     "formatters": {"json": {
         "()": "marketdata.logs.JsonFormatter",
-        "service": _service,
-        "instance": env_str(_env, "SERVICE_INSTANCE_NAME", f"{_service}-1"),
+        "service": _api.service_name,
+        "instance": _api.instance_name,
     }},
     "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json",
                             "stream": "ext://sys.stdout"}},
@@ -85,7 +82,7 @@ proc_name = "mds-api"
 # instances (a dev run and a test) would fight over; nothing here uses it.
 control_socket_disable = True
 
-_multiproc_dir = env_str(_env, "PROMETHEUS_MULTIPROC_DIR", "")
+_multiproc_dir = _api.prometheus_multiproc_dir
 
 IDLE_CONNECTION_WAIT_S = 0.1
 """How long a request thread waits for a new connection's first bytes before parking it in the

@@ -208,8 +208,7 @@ def depth_query(params: Mapping[str, str | Sequence[str]]) -> int | None:
     """Return the order book `depth` asked for (None: the default), not yet checked against
     the levels held."""
     values = single_values(params, ORDERBOOK_PARAMETERS)
-    return (parse_whole("depth", values["depth"],
-                        "an integer from 1 to the levels held per side")
+    return (parse_whole("depth", values["depth"], queries.DEPTH_ACCEPTED)
             if "depth" in values else None)
 
 

@@ -95,11 +95,14 @@ def interval(name: str, parameter: str = "interval") -> Interval:
     return found
 
 
+DEPTH_ACCEPTED = "an integer from 1 to the levels held per side"
+"""What a depth may be, before the book tells how many levels it holds."""
+
+
 def check_depth(depth: int | None, name: str = "depth") -> int | None:
     """Reject a depth below 1 before any book is read (the upper bound needs the book)."""
     if depth is not None and depth < 1:
-        raise InvalidParameter(name,
-                               f"'{depth}' is not an integer from 1 to the levels held per side")
+        raise InvalidParameter(name, f"'{depth}' is not {DEPTH_ACCEPTED}")
     return depth
 
 
