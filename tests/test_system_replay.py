@@ -119,7 +119,11 @@ def test_a_late_joiner_during_a_lossless_replay_sends_no_snapshot_ahead_of_queue
                                 strict=True))
                 time.sleep(0.001)  # slower than feedsim: its queue to us stays full
 
+        # The slow subscriber must be the replay's first: the late one's subscription could
+        # otherwise reach a feedsim still starting up first, and the slow one join mid-replay.
+        assert slow.poll(30_000), "feedsim published nothing within 30 s"
         read(50)
+        assert seen and not seen[0][1], f"the first subscriber began with {seen[:1]}"
         late = context.socket(zmq.SUB)
         late.setsockopt(zmq.SUBSCRIBE, b"BTC-USD:tick")
         late.connect(system.env["FEED_PUB_ENDPOINT"])  # the replay waits for it too: drain it
