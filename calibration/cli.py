@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -18,7 +20,6 @@ from calibration.bars import Bars, log_returns
 from calibration.errors import CalibrationError
 from calibration.garch import correlate, fit_garch_t, params_to_toml, tail_index
 from calibration.importer import parse_ohlcv
-from calibration.render import render_comparison
 from calibration.score import evaluate
 
 PROG = "calibration"
@@ -112,6 +113,28 @@ def _write(path: str, data: bytes) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def _check_writable(path: str) -> None:
+    """Refuse an output path that cannot be written, before any slow work is done."""
+    target = Path(path)
+    parent = target.parent
+    if target.is_dir():
+        raise UsageError(f"cannot write {path}: Is a directory")
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {path}: No such directory {parent}")
+    if not os.access(target if target.exists() else parent, os.W_OK):
+        raise UsageError(f"cannot write {path}: Permission denied")
+
+
+def _renderer() -> Callable[..., bytes]:
+    """Return the chart renderer, which needs matplotlib (the optional 'calibration' extra)."""
+    try:
+        from calibration.render import render_comparison  # noqa: PLC0415
+    except ImportError as exc:
+        raise UsageError(f"--png needs matplotlib, which is not installed ({exc}); install the "
+                         "'calibration' extra: pip install '.[calibration]'") from None
+    return render_comparison
+
+
 def _import(args: argparse.Namespace) -> int:
     """Print the import report of one file."""
     try:
@@ -144,6 +167,10 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace) -> int:
     """Fit, simulate with the seed, print the scorecard and optionally draw it."""
+    render = None
+    if args.png is not None:  # what would fail at the end is checked before the work
+        render = _renderer()
+        _check_writable(args.png)
     bars = _load(args.file)
     other = None if args.other is None else _load(args.other)
     evaluation = evaluate(bars, args.seed, n=args.bars, other=other)
@@ -158,8 +185,8 @@ def _score(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
         sys.stdout.write(card.render() + "\n")
-    if args.png is not None:
-        png = render_comparison(evaluation.real_close, evaluation.real, evaluation.generated,
+    if render is not None:
+        png = render(evaluation.real_close, evaluation.real, evaluation.generated,
                                 title=f"{Path(args.file).name}: real vs GARCH(1,1)-t, "
                                 f"seed {args.seed}")
         _write(args.png, png)

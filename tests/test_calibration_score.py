@@ -263,6 +263,10 @@ def test_cli_score_two_symbols_and_correlate(capsys: pytest.CaptureFixture[str])
     pytest.param(["fit", str(Path(__file__))], id="not-ohlcv"),
     pytest.param(["score", str(BITSTAMP), "--bars", "20"], id="too-few-bars"),
     pytest.param(["fit", str(BTC), "--out", "/nonexistent/dir/p.toml"], id="unwritable"),
+    # Refused before the fit and the simulation, not after the table was printed.
+    pytest.param(["score", str(BITSTAMP), "--png", "/nonexistent/dir/c.png"],
+                 id="unwritable-png"),
+    pytest.param(["score", str(BITSTAMP), "--png", str(DATA)], id="png-is-a-directory"),
     pytest.param(["correlate", str(BTC), str(BITSTAMP)], id="no-common-returns"),
 ])
 def test_cli_errors_are_one_line_and_exit_2(argv: list[str],
@@ -284,3 +288,35 @@ def test_python_dash_m_runs_the_cli() -> None:
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith("calibration: error: cannot read /nonexistent.csv")
     assert done.stderr.count("\n") == 1
+
+
+BLOCK_MATPLOTLIB = "import sys; sys.modules['matplotlib'] = None; "  # its import then fails
+
+
+@pytest.mark.parametrize("argv", [
+    pytest.param(["import", "BITSTAMP"], id="import"),
+    pytest.param(["fit", "BTC"], id="fit"),
+    pytest.param(["correlate", "BTC", "ETH"], id="correlate"),
+    pytest.param(["score", "BITSTAMP", "--bars", "200", "--json"], id="score"),
+])
+def test_the_cli_runs_without_matplotlib(argv: list[str]) -> None:
+    """matplotlib is an optional extra (the Docker image has none): only --png needs it."""
+    files = {"BITSTAMP": str(BITSTAMP), "BTC": str(BTC), "ETH": str(ETH)}
+    code = (BLOCK_MATPLOTLIB + "from calibration.cli import main; "
+            f"sys.exit(main({[files.get(a, a) for a in argv]!r}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode in (0, 1), done.stderr
+    assert done.stdout and "Traceback" not in done.stderr
+
+
+def test_png_without_matplotlib_is_one_line_before_any_work(tmp_path: Path) -> None:
+    code = (BLOCK_MATPLOTLIB + "from calibration.cli import main; "
+            f"sys.exit(main(['score', {str(BITSTAMP)!r}, '--png', "
+            f"{str(tmp_path / 'c.png')!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("calibration: error: --png needs matplotlib")
+    assert "pip install '.[calibration]'" in done.stderr and done.stderr.count("\n") == 1
+    assert not (tmp_path / "c.png").exists()
