@@ -11,16 +11,14 @@ falcon's default OPTIONS answer gets OPTIONS added to its ``Allow``, as its 405s
 from __future__ import annotations
 
 import logging
-import re
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import falcon
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from marketdata.logs import correlation_id
+from marketdata.logs import correlation_id, request_id
 
 log = logging.getLogger("api.request")
 
@@ -28,7 +26,6 @@ REQUEST_ID_HEADER = "X-Request-ID"
 UNMATCHED_ROUTE = "unmatched"
 OTHER_METHOD = "other"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class RequestMetrics:
@@ -54,12 +51,10 @@ class RequestMiddleware:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Start the clock and adopt or create the request's correlation id."""
         req.context.started = time.perf_counter()
-        incoming = req.get_header(REQUEST_ID_HEADER)
-        request_id = (incoming if incoming and _REQUEST_ID.fullmatch(incoming)
-                      else uuid.uuid4().hex)
-        req.context.request_id = request_id
-        req.context.cid_token = correlation_id.set(request_id)
-        resp.set_header(REQUEST_ID_HEADER, request_id)
+        rid = request_id(req.get_header(REQUEST_ID_HEADER))
+        req.context.request_id = rid
+        req.context.cid_token = correlation_id.set(rid)
+        resp.set_header(REQUEST_ID_HEADER, rid)
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
                          req_succeeded: bool) -> None:

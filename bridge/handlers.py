@@ -11,6 +11,8 @@ to the proto and implemented as a coroutine method of the servicer is covered wi
 from __future__ import annotations
 
 import inspect
+import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,7 @@ from google.protobuf.message import DecodeError
 from marketdata import marketdata_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["MarketDataService"]
+log = logging.getLogger("bridge.call")
 
 Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Coroutine[Any, Any, Any]]
 
@@ -45,13 +48,24 @@ def lenient_decoder(message_class: Any) -> Callable[[bytes], Any]:
     return decode
 
 
-def _guarded(rpc: str, method: Handler) -> Handler:
+def _guarded(rpc: str, method: Handler, *, streaming: bool) -> Handler:
+    """Wrap `method`: a Malformed request ends with INVALID_ARGUMENT, and a unary call is
+    logged once it is answered (streams log their own opening and end)."""
+
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        if isinstance(request, Malformed):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"{rpc}: the request is not a valid {request.message_type} "
-                                f"message ({request.error})")
-        return await method(request, context)
+        started = time.perf_counter()
+        try:
+            if isinstance(request, Malformed):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"{rpc}: the request is not a valid {request.message_type} "
+                                    f"message ({request.error})")
+            return await method(request, context)
+        finally:
+            if not streaming:
+                code = context.code() or grpc.StatusCode.OK
+                log.info("call", extra={"rpc": rpc, "code": code.name,
+                                        "duration_ms": round((time.perf_counter() - started)
+                                                             * 1e3, 3)})
 
     return handle
 
@@ -70,7 +84,7 @@ def add_service(servicer: object, server: grpc.aio.Server) -> list[str]:
         factory = (grpc.unary_stream_rpc_method_handler if method.server_streaming
                    else grpc.unary_unary_rpc_method_handler)
         handlers[method.name] = factory(
-            _guarded(method.name, implementation),
+            _guarded(method.name, implementation, streaming=method.server_streaming),
             request_deserializer=lenient_decoder(request_class),
             response_serializer=response_class.SerializeToString,
         )

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any, NoReturn, TypeVar
@@ -384,10 +383,10 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusC
 
 
 def _start_call(context: grpc.aio.ServicerContext[Any, Any]) -> None:
-    """Take the caller's correlation id (x-request-id metadata) or make one."""
+    """Take the caller's correlation id (x-request-id metadata, when valid) or make one."""
     metadata = dict(context.invocation_metadata() or ())
-    cid = metadata.get("x-request-id") or uuid.uuid4().hex
-    logs.correlation_id.set(str(cid))
+    incoming = metadata.get("x-request-id")
+    logs.correlation_id.set(logs.request_id(incoming if isinstance(incoming, str) else None))
 
 
 def _render(symbol: str, session: int, ticks: wire.Ticks) -> list[pb.TickBatch]:

@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
+import uuid
 from contextvars import ContextVar
 from typing import Any
 
 import orjson
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id(incoming: str | None) -> str:
+    """Return the caller's request id when it is a valid one (1-128 letters, digits and
+    ``. _ : -``), else a new one: what goes into every log line must stay short and plain."""
+    return incoming if incoming and _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
 
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()) | {
     "message", "asctime", "taskName",

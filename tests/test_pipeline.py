@@ -9,6 +9,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -119,6 +120,34 @@ def test_get_price_and_list_symbols(feed_and_bridge: System) -> None:
     assert abs(time.time_ns() - price.ts_ns) < 5e9
     assert DEFAULT_SYMBOLS == [s.symbol for s in symbols.symbols]
     assert 0.01 == symbols.symbols[0].tick_size
+
+
+def test_unary_calls_are_logged_under_the_callers_request_id(feed_and_bridge: System) -> None:
+    """A unary call leaves one "call" line with its RPC, status and the caller's x-request-id
+    (a valid one; anything else is replaced, as the REST API does)."""
+    with feed_and_bridge.channel() as channel:
+        stub = feed_and_bridge.stub(channel)
+        stub.GetPrice(pb.GetPriceRequest(symbol="BTC-USD"), timeout=5,
+                      metadata=(("x-request-id", "risk-7.a:b_c"),))
+        with pytest.raises(grpc.RpcError):
+            stub.GetPrice(pb.GetPriceRequest(symbol="XYZ-USD"), timeout=5,
+                          metadata=(("x-request-id", "risk-8"),))
+        stub.ListSymbols(pb.ListSymbolsRequest(), timeout=5,
+                         metadata=(("x-request-id", "bad id with spaces " + "x" * 200),))
+
+    def calls() -> dict[str, dict[str, Any]] | None:
+        lines = [line for line in feed_and_bridge.logs("bridge") if line["event"] == "call"]
+        by_cid = {line["cid"]: line for line in lines}
+        listed = [line for line in lines if line["rpc"] == "ListSymbols"]
+        return (by_cid if {"risk-7.a:b_c", "risk-8"} <= set(by_cid) and listed
+                else None)
+
+    by_cid = wait_for("the calls' log lines", calls, 10)
+    assert by_cid["risk-7.a:b_c"]["rpc"] == "GetPrice" and by_cid["risk-7.a:b_c"]["code"] == "OK"
+    assert by_cid["risk-8"]["code"] == "NOT_FOUND" and by_cid["risk-8"]["level"] == "info"
+    assert by_cid["risk-8"]["duration_ms"] >= 0
+    listed = [line for line in by_cid.values() if line["rpc"] == "ListSymbols"]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", line["cid"]) for line in listed)
 
 
 @pytest.mark.parametrize(("call", "code", "text"), [
