@@ -202,8 +202,11 @@ def evaluate(bars: Bars, seed: int, *, n: int | None = None,
     """
     _, real = log_returns(bars)
     count = real.size if n is None else n
+    need = f"scoring needs at least {MAX_LAG + 2} (its autocorrelations reach lag {MAX_LAG})"
+    if real.size < MAX_LAG + 2:
+        raise InsufficientData(f"the file gives {real.size} returns ({len(bars)} bars); {need}")
     if count < MAX_LAG + 2:
-        raise InsufficientData(f"need more than {MAX_LAG + 1} generated returns, asked {count}")
+        raise InsufficientData(f"{count} generated returns were asked for; {need}")
     rng = np.random.default_rng(seed)
     if other is None:
         params = fit_garch_t(real, bars.interval_s)

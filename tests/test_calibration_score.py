@@ -320,3 +320,17 @@ def test_png_without_matplotlib_is_one_line_before_any_work(tmp_path: Path) -> N
     assert done.stderr.startswith("calibration: error: --png needs matplotlib")
     assert "pip install '.[calibration]'" in done.stderr and done.stderr.count("\n") == 1
     assert not (tmp_path / "c.png").exists()
+
+
+@pytest.mark.parametrize(("rows", "extra", "says"), [
+    (3, [], "the file gives 2 returns (3 bars); scoring needs at least 102"),
+    (68, ["--bars", "500"], "the file gives 67 returns (68 bars); scoring needs at least 102"),
+    (500, ["--bars", "20"], "20 generated returns were asked for; scoring needs at least 102"),
+])
+def test_score_says_which_side_is_too_short(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            rows: int, extra: list[str], says: str) -> None:
+    short = tmp_path / "short.csv"
+    short.write_text("".join(BITSTAMP.read_text().splitlines(keepends=True)[:rows + 2]))
+    status, out, err = run(["score", str(short), *extra], capsys)
+    assert status == 2 and out == ""
+    assert err == f"calibration: error: {says} (its autocorrelations reach lag 100)\n"
