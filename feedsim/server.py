@@ -21,7 +21,9 @@ replay, refused book messages wait in the same queue as ticks, so they too arriv
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
+import errno
 import logging
 import math
 import os
@@ -31,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from types import FrameType
+from typing import NoReturn
 
 import zmq
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
@@ -55,6 +58,28 @@ MAX_REQUESTS_PER_TURN = 64
 
 
 FeedMessage = wire.TickBatch | wire.BookDiff | wire.BookSnapshot
+ENDPOINT_FORM = "expected transport://address, such as tcp://127.0.0.1:5555 or ipc:///path"
+
+
+class BindError(ConfigError):
+    """An endpoint or port from the settings that feedsim cannot bind; the message names the
+    variable and its value. A setting the process cannot use, like a malformed one: exit 2."""
+
+    def __init__(self, variable: str, value: str, reason: str) -> None:
+        self.variable = variable
+        self.value = value
+        super().__init__(f"{variable}={value!r}: {reason}")
+
+
+def bind(socket: zmq.Socket[bytes], endpoint: str, variable: str) -> None:
+    """Bind `socket` to `endpoint` (the value of `variable`); raise BindError saying why not."""
+    try:
+        socket.bind(endpoint)
+    except zmq.ZMQError as exc:
+        reason = f"cannot bind: {zmq.strerror(exc.errno) if exc.errno else exc}"
+        if exc.errno in (errno.EINVAL, errno.EPROTONOSUPPORT):
+            reason += f" ({ENDPOINT_FORM})"
+        raise BindError(variable, endpoint, reason) from None
 
 
 class FeedMetrics:
@@ -97,23 +122,29 @@ class FeedServer:
         self.feed = feed
         self.metrics = metrics
         self.clock = clock
-        self.pub = context.socket(zmq.XPUB)
-        self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # see every subscribe, to replay last values
-        self.lossless = feed.replaying and math.isinf(config.replay_speed)
-        if feed.replaying:
-            # Every unsubscribe too, so feedsim knows whether anyone still listens.
-            self.pub.setsockopt(zmq.XPUB_VERBOSER, 1)
-        if self.lossless:
-            self.pub.setsockopt(zmq.XPUB_NODROP, 1)
-            self.pub.setsockopt(zmq.SNDHWM, min(config.send_hwm or MAX_SPEED_SEND_HWM,
-                                                MAX_SPEED_SEND_HWM))
-        else:
-            self.pub.setsockopt(zmq.SNDHWM, config.send_hwm)
-        self.pub.setsockopt(zmq.LINGER, 0)
-        self.control = context.socket(zmq.ROUTER)
-        self.control.setsockopt(zmq.LINGER, 0)
-        self.pub.bind(config.pub_endpoint)
-        self.control.bind(config.control_endpoint)
+        # A socket left open makes context.term() wait forever: when a bind fails, the sockets
+        # made so far are closed before the error leaves (feedsim then exits instead of hanging).
+        with contextlib.ExitStack() as undo:
+            self.pub = context.socket(zmq.XPUB)
+            undo.callback(self.pub.close, 0)
+            self.control = context.socket(zmq.ROUTER)
+            undo.callback(self.control.close, 0)
+            self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # see every subscribe, to replay last values
+            self.lossless = feed.replaying and math.isinf(config.replay_speed)
+            if feed.replaying:
+                # Every unsubscribe too, so feedsim knows whether anyone still listens.
+                self.pub.setsockopt(zmq.XPUB_VERBOSER, 1)
+            if self.lossless:
+                self.pub.setsockopt(zmq.XPUB_NODROP, 1)
+                self.pub.setsockopt(zmq.SNDHWM, min(config.send_hwm or MAX_SPEED_SEND_HWM,
+                                                    MAX_SPEED_SEND_HWM))
+            else:
+                self.pub.setsockopt(zmq.SNDHWM, config.send_hwm)
+            self.pub.setsockopt(zmq.LINGER, 0)
+            self.control.setsockopt(zmq.LINGER, 0)
+            bind(self.pub, config.pub_endpoint, "FEED_PUB_ENDPOINT")
+            bind(self.control, config.control_endpoint, "FEED_CONTROL_ENDPOINT")
+            undo.pop_all()  # from here on, close() closes them
         self.poller = zmq.Poller()
         self.poller.register(self.pub, zmq.POLLIN)
         self.poller.register(self.control, zmq.POLLIN)
@@ -403,6 +434,14 @@ def precise_sleeps() -> None:
         log.warning("timer slack not lowered; sleeps may end up to 50 us late")
 
 
+def cannot_bind(exc: BindError) -> NoReturn:
+    """Say which setting cannot be bound, in one line, and exit 2 (a setting it cannot use:
+    supervisord does not restart feedsim into the same failure)."""
+    log.error("cannot bind", extra={"error": str(exc), "variable": exc.variable,
+                                    "value": exc.value})
+    raise SystemExit(2) from None
+
+
 def main() -> None:
     """Entry point: read config, build the feed, serve until SIGTERM or SIGINT."""
     try:
@@ -415,7 +454,12 @@ def main() -> None:
     registry = CollectorRegistry()
     metrics = FeedMetrics(registry, [s.instrument.symbol for s in config.symbols])
     if config.metrics_port:
-        start_http_server(config.metrics_port, addr="127.0.0.1", registry=registry)
+        try:
+            start_http_server(config.metrics_port, addr="127.0.0.1", registry=registry)
+        except OSError as exc:
+            cannot_bind(BindError("FEED_METRICS_PORT", str(config.metrics_port),
+                                  f"cannot serve metrics on 127.0.0.1:{config.metrics_port}: "
+                                  f"{exc.strerror or exc}"))
     feed = Feed(config.symbols, config.seed, time.time_ns(), ahead_s=config.ahead_s,
                 step_s=config.universe.step_s, correlations=config.universe.correlations,
                 book_levels=config.book_levels, book_interval_s=config.book_interval_s,
@@ -424,11 +468,9 @@ def main() -> None:
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
         server = FeedServer(config, feed, context, metrics)
-    except zmq.ZMQError as exc:
-        log.error("cannot bind", extra={"error": str(exc), "pub": config.pub_endpoint,
-                                        "control": config.control_endpoint})
+    except BindError as exc:
         context.term()
-        raise SystemExit(1) from None
+        cannot_bind(exc)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("stopping", extra={"signal": signal.Signals(signum).name})
