@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -23,16 +24,18 @@ pytestmark = pytest.mark.integration
 PROGRAMS = ("api", "bridge", "feedsim")
 
 
-@pytest.fixture
-def supervised(tmp_path: Path, redis_url: str, redis_prefix: str) -> Iterator[System]:
-    """supervisord.conf, copied beside a link to the venv so %(here)s is a private directory."""
-    shutil.copy(ROOT / "supervisord.conf", tmp_path / "supervisord.conf")
-    (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])
-    (tmp_path / "var" / "supervisord.d").mkdir(parents=True)
-    system = System.configure(tmp_path, redis_url, redis_prefix, FEED_TICK_RATE="50")
-    with (tmp_path / "supervisord.out").open("wb") as out:
+@contextlib.contextmanager
+def supervisord(workdir: Path, redis_url: str, redis_prefix: str, **env: str
+                ) -> Iterator[System]:
+    """supervisord.conf, copied beside a link to the venv so %(here)s is a private directory,
+    run with `env` over the test system's free ports and key prefix; killed afterwards."""
+    shutil.copy(ROOT / "supervisord.conf", workdir / "supervisord.conf")
+    (workdir / ".venv").symlink_to(Path(sys.executable).parents[1])
+    (workdir / "var" / "supervisord.d").mkdir(parents=True)
+    system = System.configure(workdir, redis_url, redis_prefix, **env)
+    with (workdir / "supervisord.out").open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-n", "-c",
-                                 str(tmp_path / "supervisord.conf")], cwd=tmp_path,
+                                 str(workdir / "supervisord.conf")], cwd=workdir,
                                 env=system.env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     system.procs["supervisord"] = proc
@@ -42,7 +45,14 @@ def supervised(tmp_path: Path, redis_url: str, redis_prefix: str) -> Iterator[Sy
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        subprocess.run(["pkill", "-KILL", "-f", str(tmp_path)], check=False)
+        subprocess.run(["pkill", "-KILL", "-f", str(workdir)], check=False)
+
+
+@pytest.fixture
+def supervised(tmp_path: Path, redis_url: str, redis_prefix: str) -> Iterator[System]:
+    """The whole system under supervisord, on free ports with its own key prefix."""
+    with supervisord(tmp_path, redis_url, redis_prefix, FEED_TICK_RATE="50") as system:
+        yield system
 
 
 def ctl(system: System, *args: str) -> str:
@@ -57,6 +67,19 @@ def all_running(system: System) -> bool:
     status = ctl(system, "status")
     return all(f"{name} " in status and "RUNNING" in status.split(f"{name} ")[1].split("\n")[0]
                for name in PROGRAMS)
+
+
+def state(system: System, name: str) -> str:
+    """`name`'s state and description in `supervisorctl status` (such as "RUNNING pid 7, ...")."""
+    for line in ctl(system, "status", name).splitlines():
+        if line.startswith(f"{name} "):
+            return line[len(name):].strip()
+    return ""
+
+
+def spawns(system: System, name: str) -> int:
+    """How many times supervisord has started `name` so far."""
+    return (system.workdir / "supervisord.out").read_text().count(f"spawned: '{name}'")
 
 
 def current(system: System, symbol: str = "BTC-USD") -> dict[str, object]:
@@ -77,6 +100,13 @@ def test_supervisord_runs_everything_and_parts_restart(supervised: System,
     assert "feedsim: started" in ctl(system, "restart", "feedsim")
     wait_for("ticks of the new session",
              lambda: current(system)["session"] != first["session"], 20)
+
+    # feedsim dies of a signal: supervisord starts it again (a crash, not a bad setting).
+    pid = state(system, "feedsim").split("pid ")[1].split(",")[0]
+    os.kill(int(pid), signal.SIGKILL)
+    wait_for("feedsim restarted after SIGKILL",
+             lambda: state(system, "feedsim").startswith("RUNNING") and f"pid {pid}," not in
+             state(system, "feedsim"), 20)
 
     # The bridge stops: REST keeps answering from Redis; after start, streams work again.
     assert "bridge: stopped" in ctl(system, "stop", "bridge")
@@ -145,3 +175,34 @@ def test_a_second_make_run_refuses_before_touching_the_running_system(supervised
     assert "already running" in second.stderr
     assert (metrics / "counter_1.db").read_bytes() == b"the running API's"
     assert system.procs["supervisord"].poll() is None
+
+
+def test_a_setting_feedsim_cannot_use_stops_it_for_good_and_leaves_the_rest_running(
+        tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    """Exit status 2 (a setting a program cannot use) is not restarted. The replay file makes
+    feedsim's config load (which reads FEED_SEED after it) take ~3 s, past startsecs, as a big
+    file or a slow machine does: supervisord has marked it RUNNING when it exits 2, and with
+    autorestart=true it started it again and again, forever."""
+    replay = tmp_path / "bars.csv"
+    replay.write_text("unix,open,high,low,close,Volume BTC,Volume USD\n" + "".join(
+        f"{1_500_000_000 + 3600 * i},100,101,99,100,10,1000\n" for i in range(150_000)))
+    (tmp_path / "system").mkdir()
+    with supervisord(tmp_path / "system", redis_url, redis_prefix, FEED_SEED="abc",
+                     FEED_REPLAY_FILE=str(replay)) as system:
+        wait_for("feedsim to exit", lambda: spawns(system, "feedsim") and
+                 not state(system, "feedsim").startswith(("STARTING", "RUNNING", "BACKOFF")),
+                 30)
+        out = (system.workdir / "supervisord.out").read_text()
+        assert "exited: feedsim (exit status 2; expected)" in out, out[-3000:]
+        assert '"FEED_SEED=\'abc\' is not an integer"' in out, out[-3000:]
+        # Not started again: as long as a restart loop takes for two more starts.
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            assert 1 == spawns(system, "feedsim"), ctl(system, "status")
+            assert state(system, "feedsim").startswith("EXITED"), ctl(system, "status")
+            time.sleep(0.5)
+        # The bridge and the API run on, started once (the bridge waits for a feed).
+        for name in ("bridge", "api"):
+            assert state(system, name).startswith("RUNNING"), ctl(system, "status")
+            assert 1 == spawns(system, name), ctl(system, "status")
+        wait_for("the API's /health", lambda: 200 == system.http("/api/v1/health")[0], 30)
