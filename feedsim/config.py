@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -189,10 +190,14 @@ def load_universe(path: Path, rate_override: float | None = None) -> Universe:
         raise ConfigError(f"SYMBOLS_FILE {path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"SYMBOLS_FILE {path}: not valid TOML: {exc}") from None
+    refuse_unknown_keys(f"SYMBOLS_FILE {path}", data, ("market", "correlation", "symbol"),
+                        "top-level key")
     entries = data.get("symbol")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"SYMBOLS_FILE {path}: needs at least one [[symbol]] table")
     market = data.get("market", {})
+    if isinstance(market, dict):
+        refuse_unknown_keys(f"SYMBOLS_FILE {path}: [market]", market, ("step_s",))
     step_s = market.get("step_s", 3600.0) if isinstance(market, dict) else None
     if isinstance(step_s, bool) or not isinstance(step_s, int | float) or step_s <= 0:
         raise ConfigError(f"SYMBOLS_FILE {path}: [market] step_s must be a number > 0")
@@ -224,10 +229,8 @@ def _replays(path: Path, entries: list[Any], symbols: list[SymbolConfig]) -> lis
         if not isinstance(table, dict) or not isinstance(table.get("file"), str) or not table[
                 "file"].strip():
             raise ConfigError(f"{where} needs a 'file' string (a CSV of OHLCV bars)")
-        unknown = sorted(set(table) - {"file"})
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: file "
-                              "(the layout is detected from the file)")
+        refuse_unknown_keys(where, table, ("file",),
+                            note="the layout is detected from the file")
         out.append(_with_replay(config, path.parent / table["file"].strip(), where))
     return out
 
@@ -279,6 +282,8 @@ def _correlations(path: Path, entries: Any, symbols: list[SymbolConfig]
     crosses = {s.instrument.symbol for s in symbols if isinstance(s.market.model, CrossParams)}
     out = []
     for i, entry in enumerate(entries):
+        if isinstance(entry, dict):
+            refuse_unknown_keys(f"{where} #{i + 1}", entry, ("symbols", "rho"))
         pair = entry.get("symbols") if isinstance(entry, dict) else None
         rho = entry.get("rho") if isinstance(entry, dict) else None
         if (not isinstance(pair, list) or len(pair) != 2
@@ -336,6 +341,8 @@ def _symbol(path: Path, index: int, entry: Any, rate_override: float | None,
         symbol = canonical(f"{entry.get('base', '')}-{entry.get('quote', '')}")
     except ValueError as exc:
         raise ConfigError(f"{where}: base/quote: {exc}") from None
+    where = f"{where} ({symbol})"
+    _refuse_unknown_symbol_keys(where, entry)
     base, quote = symbol.split("-")
     instrument = Instrument(
         symbol=symbol, base=base, quote=quote,
@@ -359,11 +366,48 @@ def _symbol(path: Path, index: int, entry: Any, rate_override: float | None,
     )
     if not isinstance(model, CrossParams) and not replayed and not (
             instrument.min_price <= market.price <= instrument.max_price):
-        raise ConfigError(f"{where} ({symbol}): price {market.price} is outside [min_price, "
+        raise ConfigError(f"{where}: price {market.price} is outside [min_price, "
                           f"max_price] = [{instrument.min_price}, {instrument.max_price}]")
     if market.trade_probability > 1:
-        raise ConfigError(f"{where} ({symbol}): 'trade_probability' must be <= 1")
+        raise ConfigError(f"{where}: 'trade_probability' must be <= 1")
     return SymbolConfig(instrument, market)
+
+
+def refuse_unknown_keys(where: str, table: Mapping[str, Any], known: Collection[str],
+                        what: str = "key", note: str = "") -> None:
+    """Raise ConfigError naming the first key of `table` not in `known`, and the nearest known
+    key when one is close (a misspelt key would otherwise be silently ignored)."""
+    for key in table:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, list(known), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(known)}"
+        raise ConfigError(f"{where}: unknown {what} '{key}'{hint}"
+                          + (f" ({note})" if note else ""))
+
+
+_SYMBOL_KEYS = ("base", "quote", "tick_size", "lot_size", "min_price", "max_price", "price",
+                "model", "spread_bps", "rate", "trade_probability", "mean_trade_size",
+                "mean_quote_size", "replay")
+_MODEL_KEYS = {"gbm": ("volatility", "drift", "jumps"), "garch_t": ("garch", "jumps"),
+               "ou": ("ou",), "cross": ("cross",)}
+"""The keys (and sub-tables) of a [[symbol]] that only its model reads."""
+
+
+def _refuse_unknown_symbol_keys(where: str, entry: dict[str, Any]) -> None:
+    """Refuse a key no symbol has, and one that belongs to another model than the symbol's."""
+    kind = entry.get("model", None if "replay" in entry else "gbm")
+    if kind is not None and kind not in _MODEL_KEYS:
+        return  # _model refuses the model itself
+    own = _MODEL_KEYS[kind] if kind is not None else ()
+    for key in entry:
+        owners = [name for name, keys in _MODEL_KEYS.items() if key in keys]
+        if owners and key not in own:
+            has = (f"this symbol's model is {kind!r}" if kind is not None
+                   else "this symbol replays a file and has no model")
+            raise ConfigError(f"{where}: '{key}' is read by model {' and '.join(owners)} only, "
+                              f"and {has}")
+    refuse_unknown_keys(where, entry, _SYMBOL_KEYS + own)
 
 
 def _table_numbers(where: str, table: Any, keys: dict[str, str]) -> dict[str, float]:
@@ -397,6 +441,9 @@ def _model(where: str, entry: dict[str, Any], step_s: float) -> ModelParams:
     if kind == "garch_t":
         g = _table_numbers(f"{where} [garch]", entry.get("garch"), {
             "mu": "signed", "omega": ">0", "alpha": ">=0", "beta": ">=0", "nu": ">0"})
+        # annualised_volatility is derived, written by `calibration fit` for the reader only.
+        refuse_unknown_keys(f"{where} [garch]", entry["garch"],
+                            (*g, "interval_s", "annualised_volatility"))
         if g["alpha"] + g["beta"] >= 1:
             raise ConfigError(f"{where} [garch]: alpha + beta must be < 1 (stationary)")
         if g["nu"] <= 2:
@@ -411,8 +458,9 @@ def _model(where: str, entry: dict[str, Any], step_s: float) -> ModelParams:
         raw = [table.get(k) for k in ("numerator", "denominator")] if isinstance(
             table, dict) else []
         legs = [leg for leg in raw if isinstance(leg, str)]
-        if len(legs) != 2:
+        if not isinstance(table, dict) or len(legs) != 2:
             raise ConfigError(f"{where} [cross]: needs 'numerator' and 'denominator' symbols")
+        refuse_unknown_keys(f"{where} [cross]", table, ("numerator", "denominator"))
         try:
             numerator, denominator = (canonical(leg) for leg in legs)
         except ValueError as exc:
@@ -421,6 +469,7 @@ def _model(where: str, entry: dict[str, Any], step_s: float) -> ModelParams:
     if kind == "ou":
         o = _table_numbers(f"{where} [ou]", entry.get("ou"), {
             "mean": ">0", "kappa_per_day": ">0", "sigma_per_sqrt_day": ">=0"})
+        refuse_unknown_keys(f"{where} [ou]", entry["ou"], o)
         return OuParams(o["mean"], o["kappa_per_day"], o["sigma_per_sqrt_day"])
     raise ConfigError(f"{where}: unknown model {kind!r}; known: gbm, garch_t, ou, cross")
 
@@ -430,4 +479,5 @@ def _jumps(where: str, table: Any) -> Jumps | None:
         return None
     j = _table_numbers(f"{where} [jumps]", table,
                        {"rate_per_day": ">=0", "mean": "signed", "sd": ">=0"})
+    refuse_unknown_keys(f"{where} [jumps]", table, j)
     return Jumps(j["rate_per_day"], j["mean"], j["sd"])

@@ -12,16 +12,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from calibration.garch import params_to_toml
 from feedsim import control
-from feedsim.config import FeedConfig, load_symbols, load_universe
+from feedsim.config import DEFAULT_SYMBOLS_FILE, FeedConfig, load_symbols, load_universe
 from feedsim.engine import NS, Feed
-from feedsim.market import GbmParams
+from feedsim.market import GarchParams, GbmParams
 from feedsim.models import SPREAD_MULTIPLIER_BOUNDS
 from feedsim.schedule import LiveSchedule
 from marketdata import wire
 from marketdata.errors import ConfigError
 
 SYMBOLS = FeedConfig.from_env({}).symbols
+CROSS_FILE = Path(__file__).with_name("data") / "symbols_cross.toml"
+BENCH_SYMBOLS_FILE = Path(__file__).parents[1] / "bench" / "symbols.toml"
 BASE_SYMBOL = """[[symbol]]
 base = 'BTC'
 quote = 'USD'
@@ -155,6 +158,56 @@ def test_bad_models_are_rejected_clearly(tmp_path: Path, extra: str, message: st
     path.write_text(BASE_SYMBOL + extra)
     with pytest.raises(ConfigError, match=message):
         load_symbols(path)
+
+
+GBM = "volatility = 0.5\n"
+CROSS_LEGS = '[symbol.cross]\nnumerator = "BTC-USD"\ndenominator = "ETH-USD"\n'
+
+
+@pytest.mark.parametrize(("before", "extra", "message"), [
+    ("", GBM + "trade_probabilty = 0.9\n",
+     r"symbol #1 \(BTC-USD\): unknown key 'trade_probabilty'; did you mean 'trade_probability'\?"),
+    ("", GBM + "colour = 'red'\n", r"symbol #1 \(BTC-USD\): unknown key 'colour'; known: base, "),
+    ("", GBM + "volatilty = 0.9\n", "unknown key 'volatilty'; did you mean 'volatility'"),
+    ("", 'model = "ou"\nvolatility = 0.5\n[symbol.ou]\nmean=1\nkappa_per_day=1\n'
+     "sigma_per_sqrt_day=0.1\n",
+     r"\(BTC-USD\): 'volatility' is read by model gbm only, and this symbol's model is 'ou'"),
+    ("", GBM + "[symbol.garch]\nmu=0\nomega=1e-6\nalpha=0.1\nbeta=0.8\nnu=4\n",
+     "'garch' is read by model garch_t only, and this symbol's model is 'gbm'"),
+    ("", 'model = "garch_t"\n[symbol.garch]\nmu=0\nomega=1e-6\nalpha=0.1\nbeta=0.8\nnu=4\n'
+     "nuu=4\n", r"\(BTC-USD\) \[garch\]: unknown key 'nuu'; did you mean 'nu'\?"),
+    ("", 'model = "ou"\n[symbol.ou]\nmean=1\nkappa_per_day=1\nsigma_per_sqrt_day=0.1\n'
+     "kappa=1\n", r"\[ou\]: unknown key 'kappa'; known: mean, kappa_per_day, "),
+    ("", 'model = "ou"\n[symbol.ou]\nmean=1\nkappa_per_day=1\nsigma_per_sqrt_day=0.1\n'
+     "[symbol.jumps]\nrate_per_day=1\nmean=0\nsd=0.01\n",
+     "'jumps' is read by model gbm and garch_t only, and this symbol's model is 'ou'"),
+    ("", GBM + "[symbol.jumps]\nrate_per_day=1\nmean=0\nsd=0.01\nsd_=0.01\n",
+     r"\[jumps\]: unknown key 'sd_'; did you mean 'sd'\?"),
+    ("", 'model = "cross"\n' + CROSS_LEGS + "invert = true\n",
+     r"\[cross\]: unknown key 'invert'; known: numerator, denominator"),
+    ("seed = 3\n", GBM, r"symbols.toml: unknown top-level key 'seed'; known: market, "),
+    ("[market]\nstep = 60\n", GBM, r"\[market\]: unknown key 'step'; did you mean 'step_s'\?"),
+    ("", GBM + '[[correlation]]\nsymbols = ["BTC-USD", "ETH-USD"]\nrh0 = 0.5\n',
+     r"\[\[correlation\]\] #1: unknown key 'rh0'; did you mean 'rho'\?"),
+])
+def test_unknown_keys_are_refused_with_the_nearest_known_one(
+        tmp_path: Path, before: str, extra: str, message: str) -> None:
+    """A misspelt key would otherwise be ignored, its default silently used instead."""
+    path = tmp_path / "symbols.toml"
+    path.write_text(before + BASE_SYMBOL + extra)
+    with pytest.raises(ConfigError, match=message):
+        load_symbols(path)
+
+
+def test_every_key_the_symbols_files_use_is_known(tmp_path: Path) -> None:
+    for path in (DEFAULT_SYMBOLS_FILE, CROSS_FILE, BENCH_SYMBOLS_FILE):
+        assert load_universe(path).symbols
+    # A [garch] table as `python -m calibration fit` writes it, pasted under a symbol.
+    fitted = params_to_toml(GarchParams(1e-5, 1e-6, 0.05, 0.9, 4.0), "fitted")
+    path = tmp_path / "symbols.toml"
+    path.write_text(BASE_SYMBOL + 'model = "garch_t"\n'
+                    + fitted.replace("[garch]", "[symbol.garch]"))
+    assert isinstance(load_symbols(path)[0].market.model, GarchParams)
 
 
 @pytest.mark.parametrize(("correlation", "message"), [
@@ -304,7 +357,6 @@ def test_top_ups_spread_over_turns_once_the_first_fill_is_used() -> None:
     assert sum(refills for _, refills in per_turn) >= 5 * len(symbols)
 
 
-CROSS_FILE = Path(__file__).with_name("data") / "symbols_cross.toml"
 
 
 def test_a_cross_rate_is_its_legs_ratio_within_its_spread_at_every_tick() -> None:

@@ -350,7 +350,10 @@ def test_symbols_file_replays_every_symbol_from_its_own_file(tmp_path: Path) -> 
      r"symbol #1 \(BTC-USD\) \[replay\] needs a 'file' string"),
     ((SYMBOL.format(base="BTC", min_price=1,
                     replay=f'[symbol.replay]\nfile = "{BITSTAMP}"\nformat = "csv"'),),
-     r"unknown key\(s\) format; known: file"),
+     r"\(BTC-USD\) \[replay\]: unknown key 'format'; known: file \(the layout is detected"),
+    ((SYMBOL.format(base="BTC", min_price=1,
+                    replay=f'[symbol.replay]\nfile = "{BITSTAMP}"\nfiles = "x.csv"'),),
+     r"\[replay\]: unknown key 'files'; did you mean 'file'\?"),
     ((SYMBOL.format(base="BTC", min_price=12000, replay=f'[symbol.replay]\nfile = "{BITSTAMP}"'),),
      "replay file .*bitstamp_btcusd_1h_slice.csv line 502: open 10865.82 is outside BTC-USD's "
      r"\[min_price, max_price\] = \[12000, 1e\+06\]"),
