@@ -201,6 +201,7 @@ def load_universe(path: Path, rate_override: float | None = None) -> Universe:
     step_s = market.get("step_s", 3600.0) if isinstance(market, dict) else None
     if isinstance(step_s, bool) or not isinstance(step_s, int | float) or step_s <= 0:
         raise ConfigError(f"SYMBOLS_FILE {path}: [market] step_s must be a number > 0")
+    _refuse_partial_replay(path, entries)
     result = [_symbol(path, i, entry, rate_override, float(step_s))
               for i, entry in enumerate(entries)]
     result = _replays(path, entries, result)
@@ -213,16 +214,36 @@ def load_universe(path: Path, rate_override: float | None = None) -> Universe:
     return Universe(tuple(result), float(step_s), correlations)
 
 
+def _refuse_partial_replay(path: Path, entries: list[Any]) -> None:
+    """Refuse a file where some symbols replay and others do not, before reading any symbol:
+    a symbol without a replay would otherwise be refused for its missing model parameters."""
+    replayed = [isinstance(entry, dict) and "replay" in entry for entry in entries]
+    if not any(replayed) or all(replayed):
+        return
+
+    def name(i: int) -> str:
+        entry = entries[i]
+        try:
+            return canonical(f"{entry.get('base', '')}-{entry.get('quote', '')}")
+        except (AttributeError, ValueError):
+            return f"symbol #{i + 1}"
+
+    missing = [name(i) for i, r in enumerate(replayed) if not r]
+    having = [name(i) for i, r in enumerate(replayed) if r]
+    raise ConfigError(f"SYMBOLS_FILE {path}: a replay publishes replayed symbols only; "
+                      f"{', '.join(having)} {'has' if len(having) == 1 else 'have'} a "
+                      f"[symbol.replay] table but {', '.join(missing)} "
+                      f"{'has' if len(missing) == 1 else 'have'} none: give "
+                      f"{'it' if len(missing) == 1 else 'them'} a [symbol.replay] file or "
+                      f"remove {'it' if len(missing) == 1 else 'them'}")
+
+
 def _replays(path: Path, entries: list[Any], symbols: list[SymbolConfig]) -> list[SymbolConfig]:
-    """Load each `[symbol.replay]` file; a replay needs one for every symbol (one clock)."""
+    """Load each `[symbol.replay]` file; a replay needs one for every symbol (one clock, checked
+    by _refuse_partial_replay)."""
     tables = [entry.get("replay") if isinstance(entry, dict) else None for entry in entries]
     if all(table is None for table in tables):
         return symbols
-    missing = [s.instrument.symbol for s, table in zip(symbols, tables, strict=True)
-               if table is None]
-    if missing:
-        raise ConfigError(f"SYMBOLS_FILE {path}: a replay publishes replayed symbols only; "
-                          f"give {', '.join(missing)} a [symbol.replay] file or remove them")
     out = []
     for i, (config, table) in enumerate(zip(symbols, tables, strict=True)):
         where = f"SYMBOLS_FILE {path}: symbol #{i + 1} ({config.instrument.symbol}) [replay]"

@@ -345,7 +345,14 @@ def test_symbols_file_replays_every_symbol_from_its_own_file(tmp_path: Path) -> 
 @pytest.mark.parametrize(("entries", "message"), [
     ((SYMBOL.format(base="BTC", min_price=1, replay=f'[symbol.replay]\nfile = "{BITSTAMP}"'),
       SYMBOL.format(base="ETH", min_price=1, replay="volatility = 0.5\nprice = 100")),
-     r"a replay publishes replayed symbols only; give ETH-USD a \[symbol.replay\] file"),
+     r"a replay publishes replayed symbols only; BTC-USD has a \[symbol.replay\] table but "
+     r"ETH-USD has none: give it a \[symbol.replay\] file or remove it"),
+    # Without a model either: still told about the replay, not about a missing volatility.
+    ((SYMBOL.format(base="BTC", min_price=1, replay=f'[symbol.replay]\nfile = "{BITSTAMP}"'),
+      SYMBOL.format(base="ETH", min_price=1, replay=""),
+      SYMBOL.format(base="SOL", min_price=1, replay="")),
+     r"BTC-USD has a \[symbol.replay\] table but ETH-USD, SOL-USD have none: give them a "
+     r"\[symbol.replay\] file or remove them"),
     ((SYMBOL.format(base="BTC", min_price=1, replay='[symbol.replay]\nfile = ""'),),
      r"symbol #1 \(BTC-USD\) \[replay\] needs a 'file' string"),
     ((SYMBOL.format(base="BTC", min_price=1,
