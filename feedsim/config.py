@@ -20,6 +20,9 @@ from marketdata.settings import env_float, env_int, env_log_level, env_str
 from marketdata.symbols import Instrument, canonical
 
 DEFAULT_SYMBOLS_FILE = Path(__file__).with_name("symbols.toml")
+MIN_TICK_RATE = 1e-6
+"""Ticks per second, at least: slower, a tick's due time in ns overflows (or is NaN at 1e-300)."""
+MAX_TICK_RATE = 1_000_000.0
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,8 @@ class FeedConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> FeedConfig:
         """Build the config from `env`; raise ConfigError naming any bad variable."""
-        rate_override = env_float(env, "FEED_TICK_RATE", 0.0, minimum=0.0, maximum=1_000_000.0)
         symbols_file = Path(env_str(env, "SYMBOLS_FILE", str(DEFAULT_SYMBOLS_FILE)))
-        universe = load_universe(symbols_file, rate_override or None)
+        universe = load_universe(symbols_file, tick_rate_override(env))
         replay_file = env_str(env, "FEED_REPLAY_FILE", "")
         if replay_file:
             universe = replay_one(universe, env_str(env, "FEED_REPLAY_SYMBOL", ""),
@@ -115,6 +117,19 @@ class FeedConfig:
     def replaying(self) -> bool:
         """Whether the feed replays files (then every symbol does)."""
         return any(s.replay is not None for s in self.symbols)
+
+
+def tick_rate_override(env: Mapping[str, str]) -> float | None:
+    """Return FEED_TICK_RATE (ticks per second for every symbol), or None when it is unset."""
+    if not env_str(env, "FEED_TICK_RATE", ""):
+        return None
+    try:
+        return env_float(env, "FEED_TICK_RATE", 0.0, minimum=MIN_TICK_RATE,
+                         maximum=MAX_TICK_RATE)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (ticks per second for every symbol, from {MIN_TICK_RATE:g} to "
+                          f"{MAX_TICK_RATE:g}; leave it unset for each symbol's own rate)"
+                          ) from None
 
 
 def replay_speed(env: Mapping[str, str]) -> float:
@@ -372,6 +387,10 @@ def _symbol(path: Path, index: int, entry: Any, rate_override: float | None,
     )
     model = _model(where, entry, step_s)
     replayed = "replay" in entry
+    rate = number("rate")  # checked even when FEED_TICK_RATE overrides it
+    if not MIN_TICK_RATE <= rate <= MAX_TICK_RATE:
+        raise ConfigError(f"{where}: 'rate' must be from {MIN_TICK_RATE:g} to {MAX_TICK_RATE:g} "
+                          f"ticks per second, got {rate:g}")
     market = MarketParams(
         # A cross rate starts at its legs' ratio, a replay at its file's first open (both set
         # once all symbols are read).
@@ -380,7 +399,7 @@ def _symbol(path: Path, index: int, entry: Any, rate_override: float | None,
         model=model,
         jumps=_jumps(where, entry.get("jumps")),
         spread_bps=number("spread_bps"),
-        rate=rate_override or number("rate"),
+        rate=rate_override or rate,
         trade_probability=number("trade_probability", 0.3),
         mean_trade_size=number("mean_trade_size"),
         mean_quote_size=number("mean_quote_size"),

@@ -313,6 +313,23 @@ def test_bad_environment_is_rejected_clearly() -> None:
 def test_tick_rate_override_applies_to_every_symbol() -> None:
     config = FeedConfig.from_env({"FEED_TICK_RATE": "5000"})
     assert {5000.0} == {s.market.rate for s in config.symbols}
+    for env in ({}, {"FEED_TICK_RATE": ""}, {"FEED_TICK_RATE": " "}):  # unset: the file's rates
+        assert {10.0} == {s.market.rate for s in FeedConfig.from_env(env).symbols}
+    assert {1e-6} == {s.market.rate for s in FeedConfig.from_env(
+        {"FEED_TICK_RATE": "1e-6"}).symbols}
+
+
+@pytest.mark.parametrize("rate", ["0", "1e-300", "2e6", "'fast'"])
+@pytest.mark.parametrize("override", [{}, {"FEED_TICK_RATE": "10"}])
+def test_a_symbols_rate_outside_the_range_is_refused(tmp_path: Path, rate: str,
+                                                     override: dict[str, str]) -> None:
+    """Checked even while FEED_TICK_RATE overrides it: the file is wrong either way."""
+    path = tmp_path / "symbols.toml"
+    path.write_text(BASE_SYMBOL.replace("rate = 10", f"rate = {rate}") + GBM)
+    message = ("'rate' must be a number" if rate.startswith("'") else
+               "> 0" if rate == "0" else "'rate' must be from 1e-06 to 1e[+]06 ticks per second")
+    with pytest.raises(ConfigError, match=rf"symbol #1 \(BTC-USD\): .*{message}"):
+        FeedConfig.from_env({"SYMBOLS_FILE": str(path), **override})
 
 
 @pytest.mark.parametrize(("ahead_s", "top_up"), [(0.0, False), (0.05, False), (0.05, True),
@@ -401,6 +418,12 @@ def test_bad_cross_rates_are_rejected_clearly(tmp_path: Path, edit: tuple[str, s
     ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL='VERBOSE' is not one of"),
     ({"FEED_MAX_LAG_MS": "inf"}, "FEED_MAX_LAG_MS='inf' is not a finite number"),
     ({"FEED_TICK_RATE": "nan"}, "FEED_TICK_RATE='nan' is not a finite number"),
+    # 0 was taken for unset, and the file's rates were used.
+    ({"FEED_TICK_RATE": "0"}, r"FEED_TICK_RATE=0.0 is below the minimum 1e-06 \(ticks per second "
+     r"for every symbol, from 1e-06 to 1e\+06; leave it unset for each symbol's own rate\)"),
+    ({"FEED_TICK_RATE": "-1"}, "FEED_TICK_RATE=-1.0 is below the minimum 1e-06"),
+    ({"FEED_TICK_RATE": "1e-300"}, "FEED_TICK_RATE=1e-300 is below the minimum 1e-06"),
+    ({"FEED_TICK_RATE": "2e6"}, "FEED_TICK_RATE=2000000.0 is above the maximum 1000000.0"),
 ])
 def test_malformed_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
