@@ -83,9 +83,13 @@ class FeedConfig:
         symbols_file = Path(env_str(env, "SYMBOLS_FILE", str(DEFAULT_SYMBOLS_FILE)))
         universe = load_universe(symbols_file, tick_rate_override(env))
         replay_file = env_str(env, "FEED_REPLAY_FILE", "")
+        replay_symbol = env_str(env, "FEED_REPLAY_SYMBOL", "")
         if replay_file:
-            universe = replay_one(universe, env_str(env, "FEED_REPLAY_SYMBOL", ""),
-                                  Path(replay_file), "FEED_REPLAY_FILE")
+            universe = replay_one(universe, replay_symbol, Path(replay_file), "FEED_REPLAY_FILE")
+        elif replay_symbol:
+            raise ConfigError(f"FEED_REPLAY_SYMBOL={replay_symbol!r} needs FEED_REPLAY_FILE, the "
+                              "OHLCV file to replay as that symbol; set it, or unset "
+                              "FEED_REPLAY_SYMBOL")
         service = env_str(env, "SERVICE_NAME", "feedsim")
         return cls(
             pub_endpoint=env_str(env, "FEED_PUB_ENDPOINT", "tcp://127.0.0.1:5555"),

@@ -299,6 +299,14 @@ def test_replay_speed_and_symbol_settings() -> None:
             _symbols(env)
 
 
+@pytest.mark.parametrize("env", [{"FEED_REPLAY_SYMBOL": "ETH-USD"},
+                                 {"FEED_REPLAY_SYMBOL": "ETH-USD", "FEED_REPLAY_FILE": " "}])
+def test_a_replay_symbol_without_a_replay_file_is_refused(env: dict[str, str]) -> None:
+    """It was silently ignored: every symbol was simulated instead of one replayed."""
+    with pytest.raises(ConfigError, match=r"FEED_REPLAY_SYMBOL='ETH-USD' needs FEED_REPLAY_FILE"):
+        FeedConfig.from_env(env)
+
+
 SYMBOL = """
 [[symbol]]
 base = "{base}"
