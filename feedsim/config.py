@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from feedsim.market import CrossParams, GarchParams, GbmParams, Jumps, ModelParams, OuParams
-from feedsim.models import MarketParams
+from feedsim.models import MarketParams, price_grid_bounds
 from feedsim.replay import MAX_TICKS_PER_BAR, ReplayBars, replay_bars, ticks_per_bar
 from feedsim.schedule import MAX_SPEED
 from marketdata.errors import ConfigError
@@ -23,6 +23,8 @@ DEFAULT_SYMBOLS_FILE = Path(__file__).with_name("symbols.toml")
 MIN_TICK_RATE = 1e-6
 """Ticks per second, at least: slower, a tick's due time in ns overflows (or is NaN at 1e-300)."""
 MAX_TICK_RATE = 1_000_000.0
+MIN_PRICE_TICKS = 100
+"""A symbol's starting price is at least this many ticks (its tick at most 1% of the price)."""
 
 
 @dataclass(frozen=True)
@@ -161,8 +163,9 @@ def replay_one(universe: Universe, symbol: str, path: Path, where: str) -> Unive
                               f"{', '.join(by_name)}")
     else:
         name = universe.symbols[0].instrument.symbol
-    config = by_name[name]
-    return Universe((_with_replay(config, path, where),), universe.step_s, ())
+    config = _with_replay(by_name[name], path, where)
+    _check_tick_grid(f"{where} {path}: {name}", config)
+    return Universe((config,), universe.step_s, ())
 
 
 def load_replay(path: Path, config: SymbolConfig, where: str) -> ReplayBars:
@@ -229,6 +232,9 @@ def load_universe(path: Path, rate_override: float | None = None) -> Universe:
     if duplicates:
         raise ConfigError(f"SYMBOLS_FILE {path}: duplicate symbols {', '.join(duplicates)}")
     result = _resolve_crosses(path, result)
+    for i, config in enumerate(result):
+        _check_tick_grid(f"SYMBOLS_FILE {path}: symbol #{i + 1} ({config.instrument.symbol})",
+                         config)
     correlations = _correlations(path, data.get("correlation", []), result)
     return Universe(tuple(result), float(step_s), correlations)
 
@@ -301,6 +307,27 @@ def _resolve_crosses(path: Path, symbols: list[SymbolConfig]) -> list[SymbolConf
         else:
             out.append(s)
     return out
+
+
+def _check_tick_grid(where: str, config: SymbolConfig) -> None:
+    """Refuse a tick too coarse for the starting price, and bounds without room for a quote."""
+    instrument, price = config.instrument, config.market.price
+    tick = instrument.tick_size
+    if price < MIN_PRICE_TICKS * tick:
+        started = (" (its file's first open)" if config.replay is not None
+                   else " (its legs' price ratio)" if isinstance(config.market.model, CrossParams)
+                   else "")
+        raise ConfigError(
+            f"{where}: 'tick_size' {tick:g} is too coarse for the starting price {price:g}"
+            f"{started}: the price must be at least {MIN_PRICE_TICKS} ticks (a tick at most "
+            f"{100 / MIN_PRICE_TICKS:g}% of it), else every quote is whole ticks far wider than "
+            f"spread_bps; lower tick_size to {price / MIN_PRICE_TICKS:g} or less")
+    lo, hi = price_grid_bounds(instrument)
+    if hi - lo < tick * (1 - 1e-9):
+        raise ConfigError(
+            f"{where}: [min_price, max_price] = [{instrument.min_price:g}, "
+            f"{instrument.max_price:g}] holds fewer than two prices of the {tick:g} tick grid; "
+            "a bid and an ask one tick apart need two")
 
 
 def correlation_matrix(names: list[str], correlations: tuple[Correlation, ...]) -> np.ndarray:

@@ -49,6 +49,19 @@ TRADE_SIZE_TAIL = 2.2           # Lomax tail index of one trade's size (finite v
 TRADE_SIZE_CAP = 500.0          # no single trade above this many mean sizes
 
 
+def price_grid_bounds(instrument: Instrument) -> tuple[float, float]:
+    """Return the lowest and the highest price of the tick grid inside [min_price, max_price]:
+    the bounds of every published bid, ask, trade and book level."""
+    tick, decimals = instrument.tick_size, instrument.price_decimals
+    lo = round(math.ceil(instrument.min_price / tick - 1e-9) * tick, decimals)
+    if lo < instrument.min_price:
+        lo = round(lo + tick, decimals)
+    hi = round(math.floor(instrument.max_price / tick + 1e-9) * tick, decimals)
+    if hi > instrument.max_price:
+        hi = round(hi - tick, decimals)
+    return lo, hi
+
+
 @dataclass(frozen=True)
 class QuoterRngs:
     """The quoter's independent random streams (one per component keeps batching irrelevant)."""

@@ -210,6 +210,44 @@ def test_every_key_the_symbols_files_use_is_known(tmp_path: Path) -> None:
     assert isinstance(load_symbols(path)[0].market.model, GarchParams)
 
 
+@pytest.mark.parametrize(("edits", "message"), [
+    ({"tick_size = 0.01": "tick_size = 1000000.0"},
+     r"symbol #1 \(BTC-USD\): 'tick_size' 1e\+06 is too coarse for the starting price 100: the "
+     r"price must be at least 100 ticks \(a tick at most 1% of it\).*lower tick_size to 1 or less"),
+    ({"tick_size = 0.01": "tick_size = 1.5"}, "'tick_size' 1.5 is too coarse"),
+    ({"min_price = 1\n": "min_price = 100\n", "max_price = 1e7": "max_price = 100"},
+     r"\[min_price, max_price\] = \[100, 100\] holds fewer than two prices of the 0.01 tick grid"),
+    ({"min_price = 1\n": "min_price = 100.001\n", "max_price = 1e7": "max_price = 100.009",
+      "\nprice = 100\n": "\nprice = 100.005\n"}, "holds fewer than two prices"),
+])
+def test_instruments_without_room_for_a_quote_are_refused(tmp_path: Path, edits: dict[str, str],
+                                                          message: str) -> None:
+    text = BASE_SYMBOL + GBM
+    for old, new in edits.items():
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / "symbols.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_symbols(path)
+
+
+def test_a_tick_of_1_percent_is_the_coarsest_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "symbols.toml"
+    path.write_text(BASE_SYMBOL.replace("tick_size = 0.01", "tick_size = 1.0") + GBM)
+    assert 1.0 == load_symbols(path)[0].instrument.tick_size
+
+
+def test_a_cross_rates_tick_is_checked_against_its_legs_ratio(tmp_path: Path) -> None:
+    text = CROSS_FILE.read_text()
+    assert "tick_size = 0.00001" in text
+    path = tmp_path / "symbols.toml"
+    path.write_text(text.replace("tick_size = 0.00001", "tick_size = 0.5"))
+    with pytest.raises(ConfigError, match=r"\(BTC-ETH\): 'tick_size' 0.5 is too coarse for the "
+                       r"starting price 20.3125 \(its legs' price ratio\)"):
+        load_universe(path)
+
+
 @pytest.mark.parametrize(("correlation", "message"), [
     ('symbols = ["BTC-USD", "DOGE-USD"]\nrho = 0.5', "two different published symbols"),
     ('symbols = ["BTC-USD", "ETH-USD"]\nrho = 1.5', "'rho' must be a number in"),

@@ -380,6 +380,15 @@ def test_bad_replay_entries_stop_start_up_with_the_file_and_line(
         FeedConfig.from_env({"SYMBOLS_FILE": str(path)})
 
 
+def test_a_replayed_symbols_tick_is_checked_against_its_files_first_open(
+        tmp_path: Path) -> None:
+    coarse = SYMBOL.format(base="BTC", min_price=1, replay="volatility = 0.5\nprice = 100000")
+    path = _write_symbols(tmp_path, coarse.replace("tick_size = 0.01", "tick_size = 500"))
+    with pytest.raises(ConfigError, match=r"FEED_REPLAY_FILE .*: BTC-USD: 'tick_size' 500 is too "
+                       r"coarse for the starting price \d+ \(its file's first open\)"):
+        FeedConfig.from_env({"SYMBOLS_FILE": str(path), "FEED_REPLAY_FILE": str(BITSTAMP)})
+
+
 def test_prices_off_the_tick_grid_are_rounded_to_it_and_counted() -> None:
     bars_, _ = parse_ohlcv(BITSTAMP.read_text(), source="x")
     coarse = Instrument("BTC-USD", "BTC", "USD", tick_size=5.0, lot_size=0.001, min_price=1,
