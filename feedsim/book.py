@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import bisect
 import math
-import sys
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from feedsim.models import MarketParams
+from feedsim.models import MarketParams, price_grid_bounds
 from marketdata.symbols import Instrument
 from marketdata.wire import LEVEL_DTYPE, Levels
 
@@ -75,6 +74,9 @@ class BookBuilder:
         self._mean_sizes = [market.mean_quote_size * (1 + DEPTH_GROWTH * rank)
                             for rank in range(levels + 1)]
         self._scale = 10.0**self._price_decimals
+        lo, hi = price_grid_bounds(instrument)
+        # The deepest distance each side may reach: levels stay inside [min_price, max_price].
+        self._limits = (-round(lo / self._tick), round(hi / self._tick))
         self._rng = np.random.default_rng(np.random.SeedSequence(
             entropy=seed, spawn_key=(zlib.crc32(instrument.symbol.encode()), 0xB00C)))
         self._distances: list[list[int]] = [[], []]
@@ -93,8 +95,7 @@ class BookBuilder:
         uniforms = self._rng.random((2, 3 * n + 2)).tolist()
         normals = self._rng.standard_normal((2, 2 * n)).tolist()
         log_q = math.log1p(-1 / mean_gap)
-        # Bids stop at one tick: the grid holds no price at or below zero.
-        limits = (-1, sys.maxsize)
+        limits = self._limits
         changes = []
         for side in (0, 1):
             old_d, old_s = self._distances[side], self._sizes[side]

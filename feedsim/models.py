@@ -87,6 +87,7 @@ class Quoter:
     def __init__(self, params: MarketParams, instrument: Instrument, rngs: QuoterRngs,
                  first_mid: float, tick_variance: float) -> None:
         self._tick = instrument.tick_size
+        self._lo, self._hi = price_grid_bounds(instrument)
         self._lot = instrument.lot_size
         self._price_decimals = instrument.price_decimals
         self._size_decimals = instrument.size_decimals
@@ -95,7 +96,7 @@ class Quoter:
         self._trade_size = params.mean_trade_size
         self._quote_size = params.mean_quote_size
         self._rngs = rngs
-        self._last = round(first_mid, self._price_decimals)
+        self._last = min(max(round(first_mid, self._price_decimals), self._lo), self._hi)
         self._last_log_mid = math.log(first_mid)
         self._last_size = 0.0
         self._volume = 0.0
@@ -129,10 +130,13 @@ class Quoter:
         multiplier = np.clip(ratio**SPREAD_VOL_ELASTICITY
                              * depth ** -SPREAD_LIQUIDITY_ELASTICITY, *SPREAD_MULTIPLIER_BOUNDS)
         half = self._half_spread * multiplier
-        tick = self._tick
+        tick, lo, hi = self._tick, self._lo, self._hi
         # Small epsilons keep a mid that sits exactly on the grid from rounding a whole tick away.
-        bid = np.maximum(np.floor(mids * (1 - half) / tick + 1e-9) * tick, tick)
-        ask = np.maximum(np.ceil(mids * (1 + half) / tick - 1e-9) * tick, bid + tick)
+        # The touch stays inside [min_price, max_price] (lo and hi: its grid prices), one tick
+        # wide at least: a mid at a bound is quoted from the bound inwards.
+        bid = np.clip(np.floor(mids * (1 - half) / tick + 1e-9) * tick, lo, hi - tick)
+        ask = np.minimum(np.maximum(np.ceil(mids * (1 + half) / tick - 1e-9) * tick, bid + tick),
+                         hi)
         if prints is None:
             traded, buyer, trade_size = self._draw_trades(n, ratio)
             bid = np.round(bid, self._price_decimals)
@@ -141,12 +145,18 @@ class Quoter:
         else:
             traded = prints.size > 0
             width = ask - bid
-            # A buyer lifts an ask at the trade price; a bid a whole spread below it must stay
-            # on the grid above zero, else the print hits the bid instead.
-            buyer = prints.buyer & (prints.price - width >= tick - 1e-9 * tick)
-            trade_price = prints.price
-            bid = np.where(traded, np.where(buyer, trade_price - width, trade_price), bid)
-            ask = np.where(traded, np.where(buyer, trade_price, trade_price + width), ask)
+            trade_price = prints.price  # on the grid inside the bounds (replay_bars checks)
+            # A buyer lifts an ask at the trade price, a seller hits a bid there; the touch keeps
+            # its width on the other side if that stays inside the bounds. Else the print takes
+            # the side that has room; if neither has, the side with more, the spread narrowed.
+            below = trade_price - width >= lo - 1e-9 * tick
+            above = trade_price + width <= hi + 1e-9 * tick
+            buyer = np.where(below & above, prints.buyer,
+                             np.where(below | above, below, trade_price - lo >= hi - trade_price))
+            bid = np.where(traded, np.where(buyer, np.maximum(trade_price - width, lo),
+                                            trade_price), bid)
+            ask = np.where(traded, np.where(buyer, trade_price,
+                                            np.minimum(trade_price + width, hi)), ask)
             trade_size = np.where(traded, prints.size, 0.0)
         ticks["bid"] = np.round(bid, self._price_decimals)
         ticks["ask"] = np.round(ask, self._price_decimals)

@@ -14,13 +14,21 @@ from hypothesis import strategies as st
 
 from calibration.garch import params_to_toml
 from feedsim import control
-from feedsim.config import DEFAULT_SYMBOLS_FILE, FeedConfig, load_symbols, load_universe
+from feedsim.config import (
+    DEFAULT_SYMBOLS_FILE,
+    FeedConfig,
+    SymbolConfig,
+    load_symbols,
+    load_universe,
+)
 from feedsim.engine import NS, Feed
-from feedsim.market import GarchParams, GbmParams
-from feedsim.models import SPREAD_MULTIPLIER_BOUNDS
+from feedsim.market import GarchParams, GbmParams, Jumps
+from feedsim.models import SPREAD_MULTIPLIER_BOUNDS, MarketParams, Quoter, QuoterRngs
+from feedsim.prices import Prints
 from feedsim.schedule import LiveSchedule
 from marketdata import wire
 from marketdata.errors import ConfigError
+from marketdata.symbols import Instrument
 
 SYMBOLS = FeedConfig.from_env({}).symbols
 CROSS_FILE = Path(__file__).with_name("data") / "symbols_cross.toml"
@@ -130,6 +138,76 @@ def test_trades_print_at_the_touch_and_volume_accumulates() -> None:
     assert not (buyer & ~traded).any()
     assert np.isclose(ticks["volume"][-1], ticks["last_size"][traded].sum())
     assert (np.diff(ticks["volume"]) >= 0).all()
+
+
+def _bounded(min_price: float, max_price: float, tick_size: float = 1e-5) -> Instrument:
+    return Instrument("BTC-ETH", "BTC", "ETH", tick_size=tick_size, lot_size=0.001,
+                      min_price=min_price, max_price=max_price)
+
+
+def _inside(prices: np.ndarray, instrument: Instrument) -> bool:
+    return bool(((instrument.min_price <= prices) & (prices <= instrument.max_price)).all())
+
+
+@settings(max_examples=40, deadline=None)
+@given(volatility=st.floats(1.0, 1e6), jump_sd=st.sampled_from([0.0, 5.0]),
+       seed=st.integers(0, 2**32 - 1), spread_bps=st.floats(0.5, 3000.0),
+       min_price=st.sampled_from([1e-5, 3.3e-5, 1e-4, 1.05e-4, 9.99e-4]),
+       max_price=st.sampled_from([1.01e-3, 2e-3, 1.0, 1e6]))
+def test_published_prices_never_leave_min_and_max_price(
+        volatility: float, jump_sd: float, seed: int, spread_bps: float, min_price: float,
+        max_price: float) -> None:
+    """Under any volatility the mid is held at a bound, and so are the bid, ask, last and every
+    book level quoted around it (a bid was once a tick below min_price)."""
+    instrument = _bounded(min_price, max_price)
+    market = MarketParams(price=1e-3, model=GbmParams(volatility),
+                          jumps=Jumps(1000.0, 0.0, jump_sd) if jump_sd else None,
+                          spread_bps=spread_bps, rate=10.0, trade_probability=0.9,
+                          mean_trade_size=1.0, mean_quote_size=1.0)
+    feed = Feed([SymbolConfig(instrument, market)], seed, 0, step_s=60.0)
+    symbol = feed.symbols["BTC-ETH"]
+    for second in range(1, 40):
+        ticks = np.concatenate([b.ticks for b in feed.step(second * NS).batches])
+        for column in ("bid", "ask", "last"):
+            assert _inside(ticks[column], instrument), (column, ticks[column])
+        assert (ticks["ask"] > ticks["bid"]).all()
+        for levels in symbol.book_builder.book():
+            assert _inside(levels["price"], instrument), levels
+
+
+def test_a_mid_at_min_price_is_quoted_from_it_upwards() -> None:
+    """The case reported: gbm volatility 1e6 published a bid of 9e-05 under min_price 1e-4."""
+    instrument = _bounded(1e-4, 1e7)
+    market = MarketParams(price=1e-3, model=GbmParams(1e6), jumps=None, spread_bps=2.0,
+                          rate=10.0, trade_probability=0.9, mean_trade_size=1.0,
+                          mean_quote_size=1.0)
+    ticks = Feed([SymbolConfig(instrument, market)], 1, 0).symbols["BTC-ETH"].produce(5000)
+    assert ticks["bid"].min() == 1e-4 == ticks["last"].min()
+    assert ticks["ask"].min() == 1.1e-4
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), spread_bps=st.floats(0.5, 5000.0),
+       grid=st.lists(st.tuples(st.integers(0, 5), st.booleans()), min_size=1, max_size=50))
+def test_replayed_prints_at_the_bounds_keep_the_touch_inside_them(
+        seed: int, spread_bps: float, grid: list[tuple[int, bool]]) -> None:
+    """A trade at or near min_price or max_price prints on the side the touch has room for."""
+    instrument = _bounded(1e-4, 1.05e-4, 1e-6)  # six grid prices
+    market = MarketParams(price=1e-4, model=GbmParams(0.0), jumps=None, spread_bps=spread_bps,
+                          rate=10.0, trade_probability=0.5, mean_trade_size=1.0,
+                          mean_quote_size=1.0)
+    quoter = Quoter(market, instrument, QuoterRngs(*(np.random.default_rng(seed + i)
+                                                     for i in range(5))), 1e-4, 1e-6)
+    price = np.round(1e-4 + np.array([g for g, _ in grid]) * 1e-6, 6)
+    ticks = quoter.quote(price.copy(), Prints(price, np.full(len(grid), 1.0),
+                                              np.array([b for _, b in grid])))
+    for column in ("bid", "ask", "last"):
+        assert _inside(ticks[column], instrument), (column, ticks)
+    assert (ticks["ask"] > ticks["bid"]).all()
+    assert (ticks["last"] == price).all()
+    buyer = (ticks["flags"] & wire.FLAG_BUYER_AGGRESSOR) != 0
+    assert (ticks["ask"][buyer] == price[buyer]).all()
+    assert (ticks["bid"][~buyer] == price[~buyer]).all()
 
 
 def test_gbm_volatility_matches_configuration() -> None:
