@@ -418,7 +418,8 @@ def _symbol(path: Path, index: int, entry: Any, rate_override: float | None,
     )
     model = _model(where, entry, step_s)
     replayed = "replay" in entry
-    rate = number("rate")  # checked even when FEED_TICK_RATE overrides it
+    # Checked even when FEED_TICK_RATE overrides it, but needed only when nothing does.
+    rate = number("rate") if rate_override is None or "rate" in entry else rate_override
     if not MIN_TICK_RATE <= rate <= MAX_TICK_RATE:
         raise ConfigError(f"{where}: 'rate' must be from {MIN_TICK_RATE:g} to {MAX_TICK_RATE:g} "
                           f"ticks per second, got {rate:g}")

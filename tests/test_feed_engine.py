@@ -448,6 +448,15 @@ def test_a_symbols_rate_outside_the_range_is_refused(tmp_path: Path, rate: str,
         FeedConfig.from_env({"SYMBOLS_FILE": str(path), **override})
 
 
+def test_a_symbols_rate_may_be_left_out_while_feed_tick_rate_sets_it(tmp_path: Path) -> None:
+    path = tmp_path / "symbols.toml"
+    path.write_text(BASE_SYMBOL.replace("rate = 10", "") + GBM)
+    config = FeedConfig.from_env({"SYMBOLS_FILE": str(path), "FEED_TICK_RATE": "250"})
+    assert [s.market.rate for s in config.symbols] == [250.0]
+    with pytest.raises(ConfigError, match=r"symbol #1 \(BTC-USD\): .*'rate'"):
+        FeedConfig.from_env({"SYMBOLS_FILE": str(path)})
+
+
 @pytest.mark.parametrize(("ahead_s", "top_up"), [(0.0, False), (0.05, False), (0.05, True),
                                                  (10.0, False), (10.0, True)])
 def test_making_values_ahead_changes_nothing_but_cost(ahead_s: float, top_up: bool) -> None:
