@@ -68,10 +68,23 @@ def env_log_level(env: Mapping[str, str], default: str = "INFO") -> str:
 
 
 def env_redis_url(env: Mapping[str, str], default: str) -> str:
-    """Return REDIS_URL, or raise ConfigError unless it is a redis://, rediss:// or unix:// URL."""
+    """Return REDIS_URL, or raise ConfigError unless it is a redis://, rediss:// or unix:// URL
+    that redis-py accepts.
+
+    redis-py is the judge: its pool is built from the URL and makes one connection object, which
+    parses the host, port, database and options but opens no socket. Without this check a URL
+    such as ``redis://[bad`` or ``redis://host:port/0?timeout=1`` passed and failed later, as a
+    traceback where the first client was made.
+    """
     url = env_str(env, "REDIS_URL", default)
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"REDIS_URL={url!r} must start with redis://, rediss:// or unix://")
+    import redis  # noqa: PLC0415 -- here, not above: feedsim reads settings and needs no Redis
+
+    try:
+        redis.ConnectionPool.from_url(url).make_connection()
+    except (ValueError, TypeError) as exc:  # the URL is left out: it may hold a password
+        raise ConfigError(f"REDIS_URL is not a URL redis-py accepts: {exc}") from None
     return url
 
 

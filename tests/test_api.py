@@ -607,6 +607,9 @@ def test_config_from_env() -> None:
 
 @pytest.mark.parametrize(("env", "name"), [
     ({"REDIS_URL": "http://x"}, "REDIS_URL"),
+    ({"REDIS_URL": "redis://[bad"}, "REDIS_URL"),
+    ({"REDIS_URL": "redis://127.0.0.1:port/0"}, "REDIS_URL"),
+    ({"REDIS_URL": "redis://127.0.0.1/0?socket_timeout=soon"}, "REDIS_URL"),
     ({"READY_MAX_TICK_AGE_S": "soon"}, "READY_MAX_TICK_AGE_S"),
     ({"READY_MAX_TICK_AGE_S": "0"}, "READY_MAX_TICK_AGE_S"),
     ({"HISTORY_MAX_LIMIT": "0"}, "HISTORY_MAX_LIMIT"),

@@ -301,7 +301,7 @@ def test_each_request_is_logged_once(server: Server) -> None:
 
 @pytest.mark.parametrize("config", ["api/gunicorn_conf.py", "python:api.gunicorn_conf"])
 @pytest.mark.parametrize("setting", ["READY_MAX_TICK_AGE_S=-1", "REDIS_URL=ftp://nowhere",
-                                     "API_WORKERS=0", "HTTP_PORT=http"])
+                                     "REDIS_URL=redis://[bad", "API_WORKERS=0", "HTTP_PORT=http"])
 def test_a_bad_setting_stops_gunicorn_with_one_line_naming_it(config: str, setting: str) -> None:
     """Checked once in the master before any worker starts, whichever way the config is named
     (supervisord uses the module form): exit status 2 and one error line, not a traceback."""
