@@ -15,6 +15,7 @@ import gc
 import logging
 import signal
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
@@ -130,12 +131,16 @@ class Bridge:
             books=BookWriter(self.keys),
             before_flush=lambda: self.hub.quiet(STREAMS_QUIET_WAIT_S),
         )
-        self.control = ControlClient(self.context, config.feed_control_endpoint)
-        self.subscription = TickSubscription(self.context, config.feed_pub_endpoint,
-                                             self._on_batch, self._on_book,
-                                             self._on_bad_message,
-                                             on_book_gap=self._on_book_gap,
-                                             on_drain=self.hub.new_drain)
+        # ZeroMQ judges an endpoint when a socket connects to it: one it refuses is a bad
+        # setting, named, not a ZMQError traceback.
+        with _zmq_endpoint("FEED_CONTROL_ENDPOINT", config.feed_control_endpoint):
+            self.control = ControlClient(self.context, config.feed_control_endpoint)
+        with _zmq_endpoint("FEED_PUB_ENDPOINT", config.feed_pub_endpoint):
+            self.subscription = TickSubscription(self.context, config.feed_pub_endpoint,
+                                                 self._on_batch, self._on_book,
+                                                 self._on_bad_message,
+                                                 on_book_gap=self._on_book_gap,
+                                                 on_drain=self.hub.new_drain)
         # The RPCs that read Redis reuse the API's synchronous reader (one implementation of the
         # layout) on a few threads of their own, with their own client: never on the loop.
         self.store = RedisStore(redis.Redis.from_url(config.redis_url, socket_timeout=2.0,
@@ -480,6 +485,16 @@ class Bridge:
             log.info("open candles reloaded", extra={"candles": restored})
 
 
+@contextlib.contextmanager
+def _zmq_endpoint(name: str, endpoint: str) -> Iterator[None]:
+    """Turn ZeroMQ's refusal of `endpoint` (the setting `name`) into a ConfigError naming it."""
+    try:
+        yield
+    except zmq.ZMQError as exc:
+        raise ConfigError(f"{name}={endpoint!r} is not an endpoint ZeroMQ can connect to "
+                          f"(tcp://host:port, ipc://path): {exc}") from None
+
+
 def _redacted(url: str) -> str:
     """Hide a password in a Redis URL for logging."""
     if "@" not in url:
@@ -520,6 +535,9 @@ def main() -> None:
     started = time.monotonic()
     try:
         asyncio.run(run(config, registry))
+    except ConfigError as exc:  # found at start-up: a setting the bridge cannot work with
+        log.error("bad configuration", extra={"error": str(exc)})
+        raise SystemExit(2) from None
     except OSError as exc:
         log.error("bridge failed", extra={"error": str(exc)})
         raise SystemExit(1) from None

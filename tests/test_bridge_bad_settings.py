@@ -22,7 +22,9 @@ def run_bridge(workdir: Path, redis_url: str, **overrides: str) -> str:
     output = done.stdout + done.stderr
     assert 2 == done.returncode, output
     assert "Traceback" not in output
-    errors = [line for line in output.splitlines() if '"level":"error"' in line]
+    lines = output.splitlines()
+    assert all(line.startswith("{") for line in lines), output  # JSON only: no stray stderr
+    errors = [line for line in lines if '"level":"error"' in line]
     assert 1 == len(errors), output
     assert '"event":"bad configuration"' in errors[0]
     return errors[0]
@@ -33,3 +35,10 @@ def run_bridge(workdir: Path, redis_url: str, **overrides: str) -> str:
 def test_a_redis_url_redis_py_refuses_is_a_bad_setting(tmp_path: Path, redis_url: str,
                                                        url: str) -> None:
     assert "REDIS_URL" in run_bridge(tmp_path, redis_url, REDIS_URL=url)
+
+
+@pytest.mark.parametrize("name", ["FEED_PUB_ENDPOINT", "FEED_CONTROL_ENDPOINT"])
+@pytest.mark.parametrize("endpoint", ["garbage", "tcp://127.0.0.1", "tcp://127.0.0.1:port"])
+def test_an_endpoint_zeromq_refuses_is_a_bad_setting(tmp_path: Path, redis_url: str, name: str,
+                                                     endpoint: str) -> None:
+    assert f"{name}={endpoint!r}" in run_bridge(tmp_path, redis_url, **{name: endpoint})
