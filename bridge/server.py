@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import gc
 import logging
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -179,13 +181,16 @@ class Bridge:
 
     async def start(self) -> None:
         """Bind the gRPC port, pick up where history left off, start every task."""
-        address = f"{self.config.grpc_host}:{self.config.grpc_port}"
+        host, port = self.config.grpc_host, self.config.grpc_port
+        address = f"{host}:{port}"
+        _check_grpc_address(host, port)
         try:
             self.grpc_port = self.server.add_insecure_port(address)
         except RuntimeError as exc:  # grpc raises RuntimeError("Failed to bind ...")
-            raise OSError(f"cannot bind gRPC on {address}: {exc}") from None
+            raise ConfigError(f"GRPC_HOST, GRPC_PORT: gRPC cannot listen on {address}: "
+                              f"{exc}") from None
         if not self.grpc_port:
-            raise OSError(f"cannot bind gRPC on {address}")
+            raise ConfigError(f"GRPC_HOST, GRPC_PORT: gRPC cannot listen on {address}")
         await self._resume_from_history()
         await self.server.start()
         for name in ("", SERVICE_NAME):
@@ -485,6 +490,49 @@ class Bridge:
             log.info("open candles reloaded", extra={"candles": restored})
 
 
+def _check_grpc_address(host: str, port: int) -> None:
+    """Raise ConfigError naming GRPC_HOST when `host` does not resolve or is no address of
+    this host, or GRPC_PORT when every address it resolves to has `port` taken (or not ours to
+    take).
+
+    Tried with plain sockets bound as grpc binds (SO_REUSEADDR, no SO_REUSEPORT), before grpc
+    does: the error then says why, and grpc core prints no line of its own (not JSON) to stderr.
+    Any other failure is left for grpc to judge. Port 0 (any free port) is not tried.
+    """
+    try:
+        found = socket.getaddrinfo(host.strip("[]"), port or None, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"GRPC_HOST={host!r} does not resolve: {exc.strerror}") from None
+    if not port:
+        return
+    refusals: list[OSError] = []
+    for family, kind, proto, _, sockaddr in found:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(sockaddr)
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+                refusals.append(exc)
+                continue
+        return  # free (or failing in a way grpc may get round): grpc decides
+    if not refusals:
+        return
+    setting = (f"GRPC_HOST={host!r}" if refusals[0].errno == errno.EADDRNOTAVAIL
+               else f"GRPC_PORT={port}")
+    raise ConfigError(f"{setting}: cannot listen on {host}:{port}: {refusals[0].strerror}")
+
+
+def _serve_metrics(port: int, registry: CollectorRegistry) -> None:
+    """Serve `registry` on 127.0.0.1:`port`; a port that cannot be had is a bad setting."""
+    try:
+        start_http_server(port, addr="127.0.0.1", registry=registry)
+    except OSError as exc:
+        raise ConfigError(f"BRIDGE_METRICS_PORT={port}: cannot listen on 127.0.0.1:{port}: "
+                          f"{exc.strerror or exc}") from None
+
+
 @contextlib.contextmanager
 def _zmq_endpoint(name: str, endpoint: str) -> Iterator[None]:
     """Turn ZeroMQ's refusal of `endpoint` (the setting `name`) into a ConfigError naming it."""
@@ -530,10 +578,10 @@ def main() -> None:
         raise SystemExit(2) from None
     logs.configure(config.service_name, config.log_level, config.instance_name)
     registry = CollectorRegistry()
-    if config.metrics_port:
-        start_http_server(config.metrics_port, addr="127.0.0.1", registry=registry)
     started = time.monotonic()
     try:
+        if config.metrics_port:
+            _serve_metrics(config.metrics_port, registry)
         asyncio.run(run(config, registry))
     except ConfigError as exc:  # found at start-up: a setting the bridge cannot work with
         log.error("bad configuration", extra={"error": str(exc)})

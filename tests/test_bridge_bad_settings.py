@@ -3,7 +3,9 @@ variable, never a traceback (README, Configuration)."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,15 @@ import pytest
 from tests.system import COMMANDS, ROOT, System
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that another socket listens on for the test's length."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield int(holder.getsockname()[1])
 
 
 def run_bridge(workdir: Path, redis_url: str, **overrides: str) -> str:
@@ -42,3 +53,18 @@ def test_a_redis_url_redis_py_refuses_is_a_bad_setting(tmp_path: Path, redis_url
 def test_an_endpoint_zeromq_refuses_is_a_bad_setting(tmp_path: Path, redis_url: str, name: str,
                                                      endpoint: str) -> None:
     assert f"{name}={endpoint!r}" in run_bridge(tmp_path, redis_url, **{name: endpoint})
+
+
+@pytest.mark.parametrize("name", ["BRIDGE_METRICS_PORT", "GRPC_PORT"])
+def test_a_port_already_taken_is_a_bad_setting(tmp_path: Path, redis_url: str, taken_port: int,
+                                               name: str) -> None:
+    """The metrics server and gRPC cannot listen: one line naming the port, and (run_bridge
+    checks) no line of grpc core's own on stderr."""
+    line = run_bridge(tmp_path, redis_url, **{name: str(taken_port)})
+    assert f"{name}={taken_port}" in line and "Address already in use" in line
+
+
+def test_a_grpc_host_that_does_not_resolve_is_a_bad_setting(tmp_path: Path,
+                                                            redis_url: str) -> None:
+    assert "GRPC_HOST='nohost.invalid'" in run_bridge(tmp_path, redis_url,
+                                                      GRPC_HOST="nohost.invalid")
