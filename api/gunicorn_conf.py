@@ -19,6 +19,7 @@ than throughput.
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,20 @@ from marketdata import logs
 from marketdata.errors import ConfigError
 from marketdata.settings import env_int, env_str, environ
 
+
+def _writable_dir(name: str, path: str) -> str:
+    """Create directory `path` (the setting `name`) if need be and check that files can be made
+    in it; raise ConfigError naming the setting if not."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{name}={path!r} cannot be created or written to: "
+                          f"{exc.strerror or exc}") from None
+    return path
+
+
 _env = environ()
 try:
     # Every setting the API reads, checked once here, in the master, before any worker starts:
@@ -41,6 +56,10 @@ try:
             f"{env_int(_env, 'HTTP_PORT', 8080, minimum=1, maximum=65535)}")
     workers = env_int(_env, "API_WORKERS", 2, minimum=1, maximum=64)
     threads = env_int(_env, "API_THREADS", 8, minimum=1, maximum=256)
+    # The workers write their metrics there: a directory that cannot be had is found here, not
+    # as a FileNotFoundError traceback from on_starting or from every worker.
+    _multiproc_dir = (_writable_dir("PROMETHEUS_MULTIPROC_DIR", _api.prometheus_multiproc_dir)
+                      if _api.prometheus_multiproc_dir else None)
 except ConfigError as _error:
     _service = env_str(_env, "SERVICE_NAME", ApiConfig.service_name)
     logs.configure(_service, instance=env_str(_env, "SERVICE_INSTANCE_NAME", f"{_service}-1"))
@@ -82,8 +101,6 @@ proc_name = "mds-api"
 # instances (a dev run and a test) would fight over; nothing here uses it.
 control_socket_disable = True
 
-_multiproc_dir = _api.prometheus_multiproc_dir
-
 IDLE_CONNECTION_WAIT_S = 0.1
 """How long a request thread waits for a new connection's first bytes before parking it in the
 poller (gunicorn 27's gthread default: 5 s, a module constant, not a setting). Clients send their
@@ -96,11 +113,10 @@ GET, and a connection whose body comes later than that is closed, not reused."""
 
 
 def on_starting(server: Any) -> None:
-    """Create the metrics directory and drop files left by an earlier run, before any fork."""
+    """Drop metrics files left by an earlier run (the directory exists: checked above), before
+    any fork."""
     if _multiproc_dir:
-        path = Path(_multiproc_dir)
-        path.mkdir(parents=True, exist_ok=True)
-        for stale in path.glob("*.db"):
+        for stale in Path(_multiproc_dir).glob("*.db"):
             stale.unlink(missing_ok=True)
 
 

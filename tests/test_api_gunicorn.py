@@ -306,6 +306,21 @@ def test_a_bad_setting_stops_gunicorn_with_one_line_naming_it(config: str, setti
     """Checked once in the master before any worker starts, whichever way the config is named
     (supervisord uses the module form): exit status 2 and one error line, not a traceback."""
     name, value = setting.split("=", 1)
+    assert_stops_on_bad_setting(config, name, value)
+
+
+@pytest.mark.parametrize("config", ["api/gunicorn_conf.py", "python:api.gunicorn_conf"])
+def test_a_metrics_dir_that_cannot_be_made_stops_gunicorn_with_one_line(config: str,
+                                                                        tmp_path: Path) -> None:
+    """Found in the master at config check time, not as a FileNotFoundError traceback (the
+    parent is a file: no directory can be made there, even by root)."""
+    (tmp_path / "file").write_text("")
+    assert_stops_on_bad_setting(config, "PROMETHEUS_MULTIPROC_DIR",
+                                str(tmp_path / "file" / "prometheus"))
+
+
+def assert_stops_on_bad_setting(config: str, name: str, value: str) -> None:
+    """gunicorn with `config` and `name`=`value` exits 2 with one error line naming `name`."""
     env = {**os.environ, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(free_port()), name: value}
     done = subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", config, "api.app:get_app()"],
