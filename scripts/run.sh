@@ -7,6 +7,14 @@ VENV=${VENV:-.venv}
 VENV=$(cd "$VENV" && pwd)
 . scripts/lib.sh
 
+# Refused here, before anything starts: a bad port only showed later, as a private Redis that
+# could not start and a bridge and API looping on connection errors.
+private_port=${MDS_PRIVATE_REDIS_PORT:-6390}
+if ! [[ $private_port =~ ^[0-9]{1,5}$ ]] || ((10#$private_port < 1 || 10#$private_port > 65535)); then
+    echo "MDS_PRIVATE_REDIS_PORT='$private_port' is not a port number from 1 to 65535" >&2
+    exit 2
+fi
+
 # A second `make run` in this checkout must stop here, before it clears var/ under the running
 # system (its API's metrics files), rather than after, when supervisord finds its socket taken.
 # Asking this checkout's supervisord (its socket is under var/) cannot be fooled by a stale
@@ -23,7 +31,7 @@ export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 if redis_reachable "$REDIS_URL"; then
     echo "using Redis at $REDIS_URL"
 else
-    port=${MDS_PRIVATE_REDIS_PORT:-6390}
+    port=$((10#$private_port))
     server=$(redis_server_binary)
     echo "no Redis at $REDIS_URL; starting a private one ($server) on 127.0.0.1:$port"
     cat > var/supervisord.d/redis.conf <<CONF
