@@ -15,6 +15,19 @@ if ! [[ $private_port =~ ^[0-9]{1,5}$ ]] || ((10#$private_port < 1 || 10#$privat
     exit 2
 fi
 
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+# A REDIS_URL that redis-py refuses is refused here in the bridge's and API's words: else it
+# looked like a Redis that does not answer, and a private one silently took its place.
+"$VENV/bin/python" - <<'PY' || exit 2
+import sys
+from marketdata.errors import ConfigError
+from marketdata.settings import env_redis_url, environ
+try:
+    env_redis_url(environ(), "")
+except ConfigError as exc:
+    sys.exit(str(exc))
+PY
+
 # A second `make run` in this checkout must stop here, before it clears var/ under the running
 # system (its API's metrics files), rather than after, when supervisord finds its socket taken.
 # Asking this checkout's supervisord (its socket is under var/) cannot be fooled by a stale
@@ -27,7 +40,6 @@ fi
 
 mkdir -p var/supervisord.d
 rm -f var/supervisord.d/*.conf
-export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 if redis_reachable "$REDIS_URL"; then
     echo "using Redis at $REDIS_URL"
 else

@@ -33,3 +33,13 @@ def test_a_bad_private_redis_port_is_refused_before_anything_starts(tmp_path: Pa
     assert f"MDS_PRIVATE_REDIS_PORT='{port}' is not a port number" in done.stderr
     assert "" == done.stdout
     assert not (tmp_path / "var").exists()  # nothing was prepared, let alone started
+
+
+def test_a_redis_url_redis_py_refuses_is_refused_not_replaced_by_a_private_redis(
+        tmp_path: Path) -> None:
+    """It used to look like a Redis that does not answer: a traceback, then a private Redis."""
+    done = run_sh(tmp_path, REDIS_URL="redis://[bad")
+    assert 2 == done.returncode, done.stdout + done.stderr
+    assert "REDIS_URL is not a URL redis-py accepts: Invalid IPv6 URL" == done.stderr.strip()
+    assert "" == done.stdout
+    assert not (tmp_path / "var").exists()
