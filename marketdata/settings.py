@@ -78,7 +78,9 @@ def env_redis_url(env: Mapping[str, str], default: str) -> str:
     """
     url = env_str(env, "REDIS_URL", default)
     if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"REDIS_URL={url!r} must start with redis://, rediss:// or unix://")
+        scheme = url.split("://", 1)[0] if "://" in url else ""  # no more: it may hold a password
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix:// "
+                          f"(got {scheme + '://' if scheme else 'no scheme'})")
     import redis  # noqa: PLC0415 -- here, not above: feedsim reads settings and needs no Redis
 
     try:

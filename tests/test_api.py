@@ -635,3 +635,11 @@ def test_end_covers_the_whole_unit_it_is_written_in(text: str, expected_ns: int)
     """A tick's own timestamp_ms (or timestamp) used as `end` includes that tick."""
     assert expected_ns == parse_timestamp("end", text, through=True)
     assert parse_timestamp("start", text) <= expected_ns
+
+
+@pytest.mark.parametrize("url", ["http://user:s3cret@host:6379/0", "user:s3cret@host:6379",
+                                 "redis://user:s3cret@[bad"])
+def test_a_refused_redis_url_is_not_echoed_with_its_password(url: str) -> None:
+    with pytest.raises(ConfigError, match="REDIS_URL") as info:
+        ApiConfig.from_env({"REDIS_URL": url})
+    assert "s3cret" not in str(info.value)
