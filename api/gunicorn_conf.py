@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import gunicorn
 from gunicorn.workers import gthread
@@ -30,7 +30,7 @@ from prometheus_client import multiprocess
 from api.config import ApiConfig
 from marketdata import logs
 from marketdata.errors import ConfigError
-from marketdata.settings import env_int, env_str, environ
+from marketdata.settings import check_listen_address, env_int, env_str, environ
 
 
 def _writable_dir(name: str, path: str) -> str:
@@ -46,14 +46,23 @@ def _writable_dir(name: str, path: str) -> str:
     return path
 
 
+def _refuse(error: ConfigError) -> NoReturn:
+    """Say what setting is bad in one JSON line and exit 2 (supervisord does not restart that)."""
+    service = env_str(_env, "SERVICE_NAME", ApiConfig.service_name)
+    logs.configure(service, instance=env_str(_env, "SERVICE_INSTANCE_NAME", f"{service}-1"))
+    logging.getLogger("api").error("bad configuration", extra={"error": str(error)})
+    raise SystemExit(2) from None
+
+
 _env = environ()
 try:
     # Every setting the API reads, checked once here, in the master, before any worker starts:
     # a bad one is one JSON line naming it and exit status 2, as in feedsim and the bridge, not
     # a traceback from gunicorn's config loader or from every worker's boot.
     _api = ApiConfig.from_env(_env)
-    bind = (f"{env_str(_env, 'HTTP_HOST', '127.0.0.1')}:"
-            f"{env_int(_env, 'HTTP_PORT', 8080, minimum=1, maximum=65535)}")
+    _host = env_str(_env, "HTTP_HOST", "127.0.0.1")
+    _port = env_int(_env, "HTTP_PORT", 8080, minimum=1, maximum=65535)
+    bind = f"{_host}:{_port}"
     workers = env_int(_env, "API_WORKERS", 2, minimum=1, maximum=64)
     threads = env_int(_env, "API_THREADS", 8, minimum=1, maximum=256)
     # The workers write their metrics there: a directory that cannot be had is found here, not
@@ -61,10 +70,7 @@ try:
     _multiproc_dir = (_writable_dir("PROMETHEUS_MULTIPROC_DIR", _api.prometheus_multiproc_dir)
                       if _api.prometheus_multiproc_dir else None)
 except ConfigError as _error:
-    _service = env_str(_env, "SERVICE_NAME", ApiConfig.service_name)
-    logs.configure(_service, instance=env_str(_env, "SERVICE_INSTANCE_NAME", f"{_service}-1"))
-    logging.getLogger("api").error("bad configuration", extra={"error": str(_error)})
-    raise SystemExit(2) from None
+    _refuse(_error)
 
 worker_class = "gthread"
 # Seconds an idle kept-alive connection stays open (it waits in the poller, holding no thread):
@@ -75,7 +81,7 @@ timeout = 30
 graceful_timeout = 10
 accesslog = None
 errorlog = "-"
-loglevel = "info"
+loglevel = _api.log_level.lower()  # gunicorn's own lines follow LOG_LEVEL too
 # gunicorn's own lines (arbiter and worker lifecycle) as the same JSON lines as the app's.
 # Any logconfig_dict turns gunicorn's access log on whatever `accesslog` says (glogging's
 # Logger.access checks logconfig_dict too), so "gunicorn.access" is left without a handler and
@@ -90,9 +96,9 @@ logconfig_dict: dict[str, Any] = {
     }},
     "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json",
                             "stream": "ext://sys.stdout"}},
-    "root": {"level": "INFO", "handlers": ["stdout"]},
+    "root": {"level": _api.log_level, "handlers": ["stdout"]},
     "loggers": {
-        "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+        "gunicorn.error": {"level": _api.log_level, "handlers": ["stdout"], "propagate": False},
         "gunicorn.access": {"handlers": [], "propagate": False},
     },
 }
@@ -113,8 +119,19 @@ GET, and a connection whose body comes later than that is closed, not reused."""
 
 
 def on_starting(server: Any) -> None:
-    """Drop metrics files left by an earlier run (the directory exists: checked above), before
-    any fork."""
+    """Check that the HTTP address can be listened on, then drop metrics files left by an
+    earlier run (the directory exists: checked above), before any fork.
+
+    The address is checked here, at the master's first start only, not with the settings
+    above: gunicorn reads this module again on a reload (SIGHUP), while it holds the port. A
+    port taken by someone else is a bad setting (one line, exit 2); gunicorn itself would retry
+    for 5 s and exit 1, which supervisord restarts again and again.
+    """
+    try:
+        check_listen_address(_host, _port, host_name="HTTP_HOST", port_name="HTTP_PORT",
+                             what="gunicorn")
+    except ConfigError as error:
+        _refuse(error)
     if _multiproc_dir:
         for stale in Path(_multiproc_dir).glob("*.db"):
             stale.unlink(missing_ok=True)

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import functools
 import gc
 import logging
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +43,7 @@ from marketdata import marketdata_pb2 as pb
 from marketdata.errors import ConfigError, WireError
 from marketdata.layout import Keys
 from marketdata.sequence import SequenceTracker
-from marketdata.settings import environ
+from marketdata.settings import check_listen_address, environ
 from marketdata.store import RedisStore
 from marketdata.symbols import Instrument, Instruments
 
@@ -183,7 +181,8 @@ class Bridge:
         """Bind the gRPC port, pick up where history left off, start every task."""
         host, port = self.config.grpc_host, self.config.grpc_port
         address = f"{host}:{port}"
-        _check_grpc_address(host, port)
+        check_listen_address(host, port, host_name="GRPC_HOST", port_name="GRPC_PORT",
+                             what="grpc")
         try:
             self.grpc_port = self.server.add_insecure_port(address)
         except RuntimeError as exc:  # grpc raises RuntimeError("Failed to bind ...")
@@ -488,40 +487,6 @@ class Bridge:
                         extra={"error": str(exc)})
         else:
             log.info("open candles reloaded", extra={"candles": restored})
-
-
-def _check_grpc_address(host: str, port: int) -> None:
-    """Raise ConfigError naming GRPC_HOST when `host` does not resolve or is no address of
-    this host, or GRPC_PORT when every address it resolves to has `port` taken (or not ours to
-    take).
-
-    Tried with plain sockets bound as grpc binds (SO_REUSEADDR, no SO_REUSEPORT), before grpc
-    does: the error then says why, and grpc core prints no line of its own (not JSON) to stderr.
-    Any other failure is left for grpc to judge. Port 0 (any free port) is not tried.
-    """
-    try:
-        found = socket.getaddrinfo(host.strip("[]"), port or None, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise ConfigError(f"GRPC_HOST={host!r} does not resolve: {exc.strerror}") from None
-    if not port:
-        return
-    refusals: list[OSError] = []
-    for family, kind, proto, _, sockaddr in found:
-        try:
-            with socket.socket(family, kind, proto) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                probe.bind(sockaddr)
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-                refusals.append(exc)
-                continue
-        return  # free (or failing in a way grpc may get round): grpc decides
-    if not refusals:
-        return
-    setting = (f"GRPC_HOST={host!r}" if refusals[0].errno == errno.EADDRNOTAVAIL
-               else f"GRPC_PORT={port}")
-    raise ConfigError(f"{setting}: cannot listen on {host}:{port}: {refusals[0].strerror}")
 
 
 def _serve_metrics(port: int, registry: CollectorRegistry) -> None:

@@ -6,8 +6,10 @@ a missing or malformed variable into a ConfigError that names it.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import socket
 from collections.abc import Mapping
 
 from marketdata.errors import ConfigError
@@ -93,3 +95,40 @@ def env_redis_url(env: Mapping[str, str], default: str) -> str:
 def environ() -> Mapping[str, str]:
     """Return the process environment (the one place config reads os.environ)."""
     return os.environ
+
+
+def check_listen_address(host: str, port: int, *, host_name: str, port_name: str,
+                         what: str) -> None:
+    """Raise ConfigError naming `host_name` when `host` does not resolve or is no address of
+    this host, or `port_name` when every address it resolves to has `port` taken (or not ours
+    to take).
+
+    Tried with plain sockets bound as servers bind (SO_REUSEADDR, no SO_REUSEPORT), before the
+    server (`what`: grpc, gunicorn) does: the error then says why in one line, where grpc core
+    would print a line of its own (not JSON) and gunicorn retry for 5 s and exit 1. Any other
+    failure is left to the server. Port 0 (any free port) is not tried.
+    """
+    try:
+        found = socket.getaddrinfo(host.strip("[]"), port or None, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"{host_name}={host!r} does not resolve: {exc.strerror}") from None
+    if not port:
+        return
+    refusals: list[OSError] = []
+    for family, kind, proto, _, sockaddr in found:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(sockaddr)
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+                refusals.append(exc)
+                continue
+        return  # free (or failing in a way the server may get round): the server decides
+    if not refusals:
+        return
+    setting = (f"{host_name}={host!r}" if refusals[0].errno == errno.EADDRNOTAVAIL
+               else f"{port_name}={port}")
+    raise ConfigError(f"{setting}: {what} cannot listen on {host}:{port}: "
+                      f"{refusals[0].strerror}")

@@ -319,6 +319,41 @@ def test_a_metrics_dir_that_cannot_be_made_stops_gunicorn_with_one_line(config: 
                                 str(tmp_path / "file" / "prometheus"))
 
 
+@pytest.mark.parametrize("config", ["api/gunicorn_conf.py", "python:api.gunicorn_conf"])
+def test_a_taken_http_port_stops_gunicorn_at_once_with_one_line(config: str) -> None:
+    """gunicorn alone retries for 5 s and exits 1, which supervisord restarts for ever."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        started = time.monotonic()
+        assert_stops_on_bad_setting(config, "HTTP_PORT", str(holder.getsockname()[1]))
+        assert time.monotonic() - started < 4.5  # not after gunicorn's five 1 s retries
+
+
+def test_log_level_applies_to_gunicorns_own_lines(tmp_path: Path) -> None:
+    """LOG_LEVEL=WARNING: no 'Booting worker' or 'Listening at' info lines from gunicorn."""
+    port = free_port()
+    env = {**os.environ, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port), "API_WORKERS": "1",
+           "LOG_LEVEL": "WARNING", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus")}
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "api/gunicorn_conf.py", "api.app:get_app()"],
+            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(process, f"http://127.0.0.1:{port}", log_path, 0)
+    try:
+        wait_until_serving(server)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=STOP_TIMEOUT_S) == 0, server.logs()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    lines = [orjson.loads(line) for line in log_path.read_text().splitlines()
+             if line.startswith("{")]
+    assert not [line for line in lines if line["level"] in ("debug", "info")], lines
+
+
 def assert_stops_on_bad_setting(config: str, name: str, value: str) -> None:
     """gunicorn with `config` and `name`=`value` exits 2 with one error line naming `name`."""
     env = {**os.environ, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(free_port()), name: value}
