@@ -48,8 +48,7 @@ def _writable_dir(name: str, path: str) -> str:
 
 def _refuse(error: ConfigError) -> NoReturn:
     """Say what setting is bad in one JSON line and exit 2 (supervisord does not restart that)."""
-    service = env_str(_env, "SERVICE_NAME", ApiConfig.service_name)
-    logs.configure(service, instance=env_str(_env, "SERVICE_INSTANCE_NAME", f"{service}-1"))
+    logs.configure_for_error(_env, ApiConfig.service_name)
     logging.getLogger("api").error("bad configuration", extra={"error": str(error)})
     raise SystemExit(2) from None
 

@@ -535,10 +535,11 @@ def _on_signal(bridge: Bridge, signum: int) -> None:
 
 def main() -> None:
     """Entry point: read config and run the bridge."""
+    env = environ()
     try:
-        config = BridgeConfig.from_env(environ())
+        config = BridgeConfig.from_env(env)
     except ConfigError as exc:
-        logs.configure("bridge")
+        logs.configure_for_error(env, "bridge")
         log.error("bad configuration", extra={"error": str(exc)})
         raise SystemExit(2) from None
     logs.configure(config.service_name, config.log_level, config.instance_name)

@@ -444,13 +444,18 @@ def cannot_bind(exc: BindError) -> NoReturn:
 
 def main() -> None:
     """Entry point: read config, build the feed, serve until SIGTERM or SIGINT."""
+    env = environ()
     try:
-        config = FeedConfig.from_env(environ())
+        config = FeedConfig.from_env(env)
     except ConfigError as exc:
-        logs.configure("feedsim")
+        logs.configure_for_error(env, "feedsim")
         log.error("bad configuration", extra={"error": str(exc)})
         raise SystemExit(2) from None
     logs.configure(config.service_name, config.log_level, config.instance_name)
+    if env.get("FEED_REPLAY_SPEED", "").strip() and not config.replaying:
+        log.warning("FEED_REPLAY_SPEED is set but nothing replays (no FEED_REPLAY_FILE, no "
+                    "[symbol.replay] table): ignored", extra={
+                        "FEED_REPLAY_SPEED": env["FEED_REPLAY_SPEED"]})
     registry = CollectorRegistry()
     metrics = FeedMetrics(registry, [s.instrument.symbol for s in config.symbols])
     if config.metrics_port:

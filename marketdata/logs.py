@@ -13,6 +13,7 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -61,6 +62,13 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(line, default=str).decode()
+
+
+def configure_for_error(env: Mapping[str, str], service: str) -> None:
+    """Set logging up when the settings could not be read, to say why: the names come from
+    the environment as far as it goes (SERVICE_NAME, SERVICE_INSTANCE_NAME, as documented)."""
+    name = env.get("SERVICE_NAME", "").strip() or service
+    configure(name, instance=env.get("SERVICE_INSTANCE_NAME", "").strip() or f"{name}-1")
 
 
 def configure(service: str, level: str = "INFO", instance: str | None = None) -> None:
