@@ -87,8 +87,12 @@ def env_redis_url(env: Mapping[str, str], default: str) -> str:
 
     try:
         redis.ConnectionPool.from_url(url).make_connection()
-    except (ValueError, TypeError) as exc:  # the URL is left out: it may hold a password
-        raise ConfigError(f"REDIS_URL is not a URL redis-py accepts: {exc}") from None
+    except (ValueError, TypeError, redis.RedisError) as exc:
+        # Neither the URL nor redis-py's message: a password with an unescaped / # or ? is
+        # parsed as the port, and the message would quote it.
+        raise ConfigError(f"REDIS_URL is not a URL redis-py accepts ({type(exc).__name__}): "
+                          "check the host, port, database number and options, and "
+                          "percent-encode / # ? @ in a password") from None
     return url
 
 
@@ -97,21 +101,29 @@ def environ() -> Mapping[str, str]:
     return os.environ
 
 
+_NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+"""Resolver answers that say the name does not exist: a bad setting, not a passing failure."""
+
+
 def check_listen_address(host: str, port: int, *, host_name: str, port_name: str,
                          what: str) -> None:
     """Raise ConfigError naming `host_name` when `host` does not resolve or is no address of
     this host, or `port_name` when every address it resolves to has `port` taken (or not ours
     to take).
 
-    Tried with plain sockets bound as servers bind (SO_REUSEADDR, no SO_REUSEPORT), before the
-    server (`what`: grpc, gunicorn) does: the error then says why in one line, where grpc core
-    would print a line of its own (not JSON) and gunicorn retry for 5 s and exit 1. Any other
-    failure is left to the server. Port 0 (any free port) is not tried.
+    Tried with plain sockets bound with SO_REUSEADDR, before the server (`what`: grpc,
+    gunicorn) does, so the error says why in one line, where grpc core would print a line of
+    its own (not JSON) and gunicorn retry for 5 s and exit 1. Without SO_REUSEPORT, which grpc
+    sets: a second bridge on a taken port, which grpc would let share it, is refused. A
+    resolver failing for now, or any other failure, is left to the server. Port 0 (any free
+    port) is not tried.
     """
     try:
         found = socket.getaddrinfo(host.strip("[]"), port or None, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
+        if exc.errno not in _NO_SUCH_NAME:
+            return  # a resolver failing for now (EAI_AGAIN, ...): the server tries, and fails
         raise ConfigError(f"{host_name}={host!r} does not resolve: {exc.strerror}") from None
     if not port:
         return

@@ -643,3 +643,14 @@ def test_a_refused_redis_url_is_not_echoed_with_its_password(url: str) -> None:
     with pytest.raises(ConfigError, match="REDIS_URL") as info:
         ApiConfig.from_env({"REDIS_URL": url})
     assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["redis://:abc/def@host/0", "redis://:p#ss?w@host:6379/0",
+                                 "rediss://host/0?ssl_cert_reqs=bogus"])
+def test_a_url_redis_py_refuses_is_one_error_without_its_secret(url: str) -> None:
+    """redis-py's own message may quote part of a password it took for the port; its
+    RedisError (a bad TLS option) is a bad setting too, not a traceback."""
+    with pytest.raises(ConfigError, match="REDIS_URL is not a URL redis-py accepts") as info:
+        ApiConfig.from_env({"REDIS_URL": url})
+    assert not {"abc", "def", "p#ss", "ss?w"} & set(str(info.value).replace(":", " ").split())
+    assert "abc" not in str(info.value) and "p#ss" not in str(info.value)

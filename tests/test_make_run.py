@@ -40,6 +40,6 @@ def test_a_redis_url_redis_py_refuses_is_refused_not_replaced_by_a_private_redis
     """It used to look like a Redis that does not answer: a traceback, then a private Redis."""
     done = run_sh(tmp_path, REDIS_URL="redis://[bad")
     assert 2 == done.returncode, done.stdout + done.stderr
-    assert "REDIS_URL is not a URL redis-py accepts: Invalid IPv6 URL" == done.stderr.strip()
+    assert done.stderr.strip().startswith("REDIS_URL is not a URL redis-py accepts (ValueError)")
     assert "" == done.stdout
     assert not (tmp_path / "var").exists()
