@@ -19,6 +19,7 @@ than throughput.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, NoReturn
@@ -124,11 +125,15 @@ def on_starting(server: Any) -> None:
     The address is checked here, at the master's first start only, not with the settings
     above: gunicorn reads this module again on a reload (SIGHUP), while it holds the port. A
     port taken by someone else is a bad setting (one line, exit 2); gunicorn itself would retry
-    for 5 s and exit 1, which supervisord restarts again and again.
+    for 5 s and exit 1, which supervisord restarts again and again. Not checked when gunicorn
+    is handed its sockets: a new master after USR2 (the old one still listens) or systemd
+    socket activation.
     """
+    handed_over = bool(getattr(server, "master_pid", 0)) or "LISTEN_FDS" in os.environ
     try:
-        check_listen_address(_host, _port, host_name="HTTP_HOST", port_name="HTTP_PORT",
-                             what="gunicorn")
+        if not handed_over:
+            check_listen_address(_host, _port, host_name="HTTP_HOST", port_name="HTTP_PORT",
+                                 what="gunicorn")
     except ConfigError as error:
         _refuse(error)
     if _multiproc_dir:
