@@ -10,6 +10,7 @@ to the proto and implemented as a coroutine method of the servicer is covered wi
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -54,15 +55,24 @@ def _guarded(rpc: str, method: Handler, *, streaming: bool) -> Handler:
 
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
+        failed: grpc.StatusCode | None = None  # what the caller gets when no code was set
         try:
             if isinstance(request, Malformed):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                     f"{rpc}: the request is not a valid {request.message_type} "
                                     f"message ({request.error})")
             return await method(request, context)
+        except grpc.aio.AbortError:
+            raise  # the code is the context's
+        except asyncio.CancelledError:
+            failed = grpc.StatusCode.CANCELLED  # the caller left, or its deadline passed
+            raise
+        except Exception:
+            failed = grpc.StatusCode.UNKNOWN  # a bug: grpc answers UNKNOWN
+            raise
         finally:
             if not streaming:
-                code = context.code() or grpc.StatusCode.OK
+                code = context.code() or failed or grpc.StatusCode.OK
                 log.info("call", extra={"rpc": rpc, "code": code.name,
                                         "duration_ms": round((time.perf_counter() - started)
                                                              * 1e3, 3)})
