@@ -418,11 +418,14 @@ def _symbol(path: Path, index: int, entry: Any, rate_override: float | None,
     )
     model = _model(where, entry, step_s)
     replayed = "replay" in entry
-    # Checked even when FEED_TICK_RATE overrides it, but needed only when nothing does.
-    rate = number("rate") if rate_override is None or "rate" in entry else rate_override
-    if not MIN_TICK_RATE <= rate <= MAX_TICK_RATE:
-        raise ConfigError(f"{where}: 'rate' must be from {MIN_TICK_RATE:g} to {MAX_TICK_RATE:g} "
-                          f"ticks per second, got {rate:g}")
+    # The file's rate is checked even when FEED_TICK_RATE overrides it, but needed only when
+    # nothing does.
+    if rate_override is None or "rate" in entry:
+        file_rate = number("rate")
+        if not MIN_TICK_RATE <= file_rate <= MAX_TICK_RATE:
+            raise ConfigError(f"{where}: 'rate' must be from {MIN_TICK_RATE:g} to "
+                              f"{MAX_TICK_RATE:g} ticks per second, got {file_rate:g}")
+    rate = rate_override if rate_override is not None else file_rate
     market = MarketParams(
         # A cross rate starts at its legs' ratio, a replay at its file's first open (both set
         # once all symbols are read).
@@ -431,7 +434,7 @@ def _symbol(path: Path, index: int, entry: Any, rate_override: float | None,
         model=model,
         jumps=_jumps(where, entry.get("jumps")),
         spread_bps=number("spread_bps"),
-        rate=rate_override or rate,
+        rate=rate,
         trade_probability=number("trade_probability", 0.3),
         mean_trade_size=number("mean_trade_size"),
         mean_quote_size=number("mean_quote_size"),
@@ -467,18 +470,24 @@ _MODEL_KEYS = {"gbm": ("volatility", "drift", "jumps"), "garch_t": ("garch", "ju
 
 
 def _refuse_unknown_symbol_keys(where: str, entry: dict[str, Any]) -> None:
-    """Refuse a key no symbol has, and one that belongs to another model than the symbol's."""
-    kind = entry.get("model", None if "replay" in entry else "gbm")
-    if kind is not None and kind not in _MODEL_KEYS:
+    """Refuse a key no symbol has, and one that belongs to another model than the symbol's.
+
+    A replayed symbol reads no model's keys, so it may carry any of them (a table copied from
+    a simulation file keeps working as a replay); unknown keys are still refused.
+    """
+    if "replay" in entry:
+        every = tuple(k for keys in _MODEL_KEYS.values() for k in keys)
+        refuse_unknown_keys(where, entry, _SYMBOL_KEYS + every)
+        return
+    kind = entry.get("model", "gbm")
+    if not isinstance(kind, str) or kind not in _MODEL_KEYS:
         return  # _model refuses the model itself
-    own = _MODEL_KEYS[kind] if kind is not None else ()
+    own = _MODEL_KEYS[kind]
     for key in entry:
         owners = [name for name, keys in _MODEL_KEYS.items() if key in keys]
         if owners and key not in own:
-            has = (f"this symbol's model is {kind!r}" if kind is not None
-                   else "this symbol replays a file and has no model")
             raise ConfigError(f"{where}: '{key}' is read by model {' and '.join(owners)} only, "
-                              f"and {has}")
+                              f"and this symbol's model is {kind!r}")
     refuse_unknown_keys(where, entry, _SYMBOL_KEYS + own)
 
 

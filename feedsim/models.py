@@ -134,7 +134,9 @@ class Quoter:
         # Small epsilons keep a mid that sits exactly on the grid from rounding a whole tick away.
         # The touch stays inside [min_price, max_price] (lo and hi: its grid prices), one tick
         # wide at least: a mid at a bound is quoted from the bound inwards.
-        bid = np.clip(np.floor(mids * (1 - half) / tick + 1e-9) * tick, lo, hi - tick)
+        # (np.minimum of np.maximum: np.clip costs 4x as much on a step's few values)
+        bid = np.minimum(np.maximum(np.floor(mids * (1 - half) / tick + 1e-9) * tick, lo),
+                         hi - tick)
         ask = np.minimum(np.maximum(np.ceil(mids * (1 + half) / tick - 1e-9) * tick, bid + tick),
                          hi)
         if prints is None:

@@ -267,6 +267,7 @@ CROSS_LEGS = '[symbol.cross]\nnumerator = "BTC-USD"\ndenominator = "ETH-USD"\n'
     ("[market]\nstep = 60\n", GBM, r"\[market\]: unknown key 'step'; did you mean 'step_s'\?"),
     ("", GBM + '[[correlation]]\nsymbols = ["BTC-USD", "ETH-USD"]\nrh0 = 0.5\n',
      r"\[\[correlation\]\] #1: unknown key 'rh0'; did you mean 'rho'\?"),
+    ("", 'model = ["gbm"]\n' + GBM, r"\(BTC-USD\): .*model"),  # not a TypeError
 ])
 def test_unknown_keys_are_refused_with_the_nearest_known_one(
         tmp_path: Path, before: str, extra: str, message: str) -> None:

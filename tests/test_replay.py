@@ -403,3 +403,15 @@ def test_prices_off_the_tick_grid_are_rounded_to_it_and_counted() -> None:
     traded = path.prints.size > 0
     assert path.prints.price[traded][0] == replay.open[0]
     assert source.remaining == 499 * 8
+
+
+def test_a_replayed_symbol_may_keep_its_simulation_keys(tmp_path: Path) -> None:
+    """A table copied from a simulation file (model keys and all) still loads as a replay: a
+    replay reads no model's keys. A misspelt key is still refused."""
+    kept = f'volatility = 0.5\ndrift = 0.0\n[symbol.replay]\nfile = "{BITSTAMP}"'
+    path = _write_symbols(tmp_path, SYMBOL.format(base="BTC", min_price=1, replay=kept))
+    assert FeedConfig.from_env({"SYMBOLS_FILE": str(path)}).replaying
+    typo = f'volatilty = 0.5\n[symbol.replay]\nfile = "{BITSTAMP}"'
+    path = _write_symbols(tmp_path, SYMBOL.format(base="BTC", min_price=1, replay=typo))
+    with pytest.raises(ConfigError, match="unknown key 'volatilty'; did you mean 'volatility'"):
+        FeedConfig.from_env({"SYMBOLS_FILE": str(path)})
