@@ -1,12 +1,14 @@
 # The whole system in one container: supervisord runs feedsim, bridge and the API (and a
 # private Redis when REDIS_URL points at none), exactly as `make run` does on a host.
 #   docker build -t mds .
-#   docker run --rm --stop-timeout 30 -p 8080:8080 -p 50051:50051 -p 5555:5555 -p 5556:5556 mds
+#   docker run --rm --stop-timeout 45 -p 8080:8080 -p 50051:50051 -p 5555:5555 -p 5556:5556 mds
 # For a separate Redis: -e REDIS_URL=redis://redis-host:6379/0 (it must answer when the
 # container starts: with none reachable, scripts/run.sh starts the private one instead, and logs
 # which Redis it uses).
-# --stop-timeout: supervisord gives the bridge and the API up to 15 s each to finish their
-# streams and history on SIGTERM; docker's default 10 s would kill them half way.
+# --stop-timeout: on SIGTERM supervisord stops the programs one after another (api, bridge,
+# feedsim), giving each up to its stopwaitsecs (15 + 15 + 10 s) to finish its streams and
+# history; docker's default 10 s would kill them half way. They take a second or two in all
+# unless something hangs.
 # 5556 is feedsim's control socket: read-only requests (ping, status, snapshot, book), which a
 # ZeroMQ order-book subscriber needs to resync after a gap.
 FROM python:3.11-slim-bookworm
