@@ -21,6 +21,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that another socket listens on for the test's length."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield int(holder.getsockname()[1])
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The real Redis the tests use; a missing Redis fails the run, it never skips."""

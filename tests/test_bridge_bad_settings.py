@@ -3,9 +3,7 @@ variable, never a traceback (README, Configuration)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,15 +11,6 @@ import pytest
 from tests.system import COMMANDS, ROOT, System
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def taken_port() -> Iterator[int]:
-    """A port on 127.0.0.1 that another socket listens on for the test's length."""
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        yield int(holder.getsockname()[1])
 
 
 def run_bridge(workdir: Path, redis_url: str, **overrides: str) -> str:

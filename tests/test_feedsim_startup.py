@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,15 +20,6 @@ from tests.system import ROOT
 pytestmark = pytest.mark.integration
 
 EXIT_TIMEOUT_S = 30.0  # feedsim loads its config in ~1 s; a hang is what this catches
-
-
-@pytest.fixture
-def taken_port() -> Iterator[int]:
-    """A port on 127.0.0.1 with a listening socket on it for the whole test."""
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
-        held.listen()
-        yield int(held.getsockname()[1])
 
 
 def run_feedsim(**overrides: str) -> tuple[int, list[str]]:
