@@ -187,8 +187,7 @@ def _score(args: argparse.Namespace) -> int:
         sys.stdout.write(card.render() + "\n")
     if render is not None:
         png = render(evaluation.real_close, evaluation.real, evaluation.generated,
-                                title=f"{Path(args.file).name}: real vs GARCH(1,1)-t, "
-                                f"seed {args.seed}")
+                     title=f"{Path(args.file).name}: real vs GARCH(1,1)-t, seed {args.seed}")
         _write(args.png, png)
     return 0 if card.passed else 1
 

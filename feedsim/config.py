@@ -467,6 +467,7 @@ _SYMBOL_KEYS = ("base", "quote", "tick_size", "lot_size", "min_price", "max_pric
 _MODEL_KEYS = {"gbm": ("volatility", "drift", "jumps"), "garch_t": ("garch", "jumps"),
                "ou": ("ou",), "cross": ("cross",)}
 """The keys (and sub-tables) of a [[symbol]] that only its model reads."""
+_ANY_MODEL_KEYS = tuple(dict.fromkeys(k for keys in _MODEL_KEYS.values() for k in keys))
 
 
 def _refuse_unknown_symbol_keys(where: str, entry: dict[str, Any]) -> None:
@@ -476,8 +477,7 @@ def _refuse_unknown_symbol_keys(where: str, entry: dict[str, Any]) -> None:
     a simulation file keeps working as a replay); unknown keys are still refused.
     """
     if "replay" in entry:
-        every = tuple(k for keys in _MODEL_KEYS.values() for k in keys)
-        refuse_unknown_keys(where, entry, _SYMBOL_KEYS + every)
+        refuse_unknown_keys(where, entry, _SYMBOL_KEYS + _ANY_MODEL_KEYS)
         return
     kind = entry.get("model", "gbm")
     if not isinstance(kind, str) or kind not in _MODEL_KEYS:
@@ -507,6 +507,15 @@ def _table_numbers(where: str, table: Any, keys: dict[str, str]) -> dict[str, fl
     return out
 
 
+def _sub_table(where: str, table: Any, keys: dict[str, str],
+               also: Collection[str] = ()) -> dict[str, float]:
+    """Read a model's sub-table: `keys` as _table_numbers does, and no key but those and `also`
+    (read elsewhere)."""
+    values = _table_numbers(where, table, keys)
+    refuse_unknown_keys(where, table, (*keys, *also))
+    return values
+
+
 def _model(where: str, entry: dict[str, Any], step_s: float) -> ModelParams:
     if "replay" in entry and "model" not in entry:
         # A replayed symbol's prices come from its file; the model is never run (a flat GBM
@@ -520,11 +529,10 @@ def _model(where: str, entry: dict[str, Any], step_s: float) -> ModelParams:
             raise ConfigError(f"{where}: 'drift' must be a number, got {drift!r}")
         return GbmParams(values["volatility"], float(drift))
     if kind == "garch_t":
-        g = _table_numbers(f"{where} [garch]", entry.get("garch"), {
-            "mu": "signed", "omega": ">0", "alpha": ">=0", "beta": ">=0", "nu": ">0"})
         # annualised_volatility is derived, written by `calibration fit` for the reader only.
-        refuse_unknown_keys(f"{where} [garch]", entry["garch"],
-                            (*g, "interval_s", "annualised_volatility"))
+        g = _sub_table(f"{where} [garch]", entry.get("garch"), {
+            "mu": "signed", "omega": ">0", "alpha": ">=0", "beta": ">=0", "nu": ">0"},
+            also=("interval_s", "annualised_volatility"))
         if g["alpha"] + g["beta"] >= 1:
             raise ConfigError(f"{where} [garch]: alpha + beta must be < 1 (stationary)")
         if g["nu"] <= 2:
@@ -548,9 +556,8 @@ def _model(where: str, entry: dict[str, Any], step_s: float) -> ModelParams:
             raise ConfigError(f"{where} [cross]: {exc}") from None
         return CrossParams(numerator, denominator)
     if kind == "ou":
-        o = _table_numbers(f"{where} [ou]", entry.get("ou"), {
+        o = _sub_table(f"{where} [ou]", entry.get("ou"), {
             "mean": ">0", "kappa_per_day": ">0", "sigma_per_sqrt_day": ">=0"})
-        refuse_unknown_keys(f"{where} [ou]", entry["ou"], o)
         return OuParams(o["mean"], o["kappa_per_day"], o["sigma_per_sqrt_day"])
     raise ConfigError(f"{where}: unknown model {kind!r}; known: gbm, garch_t, ou, cross")
 
@@ -558,7 +565,6 @@ def _model(where: str, entry: dict[str, Any], step_s: float) -> ModelParams:
 def _jumps(where: str, table: Any) -> Jumps | None:
     if table is None:
         return None
-    j = _table_numbers(f"{where} [jumps]", table,
-                       {"rate_per_day": ">=0", "mean": "signed", "sd": ">=0"})
-    refuse_unknown_keys(f"{where} [jumps]", table, j)
+    j = _sub_table(f"{where} [jumps]", table,
+                   {"rate_per_day": ">=0", "mean": "signed", "sd": ">=0"})
     return Jumps(j["rate_per_day"], j["mean"], j["sd"])
